@@ -1,0 +1,29 @@
+//! Generates the gRPC code from `proto/` with the pure-Rust `protox` compiler,
+//! so that building needs cargo alone (no system `protoc`), and keeps the
+//! descriptor set for the reflection service.
+
+use std::{env, fs, path::PathBuf};
+
+use prost::Message;
+
+const PROTO_FILE: &str = "proto/tokenauthority/v1/token_authority.proto";
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // tonic-prost-build 0.14 does not honour its own rerun option with compile_fds.
+    println!("cargo:rerun-if-changed=proto");
+
+    let descriptors = protox::compile([PROTO_FILE], ["proto"])?;
+
+    // compile_fds does not write the descriptor set itself; reflection needs it.
+    let out_dir = PathBuf::from(env::var("OUT_DIR")?);
+    fs::write(
+        out_dir.join("token_authority_descriptor.bin"),
+        descriptors.encode_to_vec(),
+    )?;
+
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(descriptors)?;
+    Ok(())
+}

@@ -1,0 +1,150 @@
+//! The authority: the service's use cases (log in, refresh, verify, log out,
+//! change password, administer users), written with domain types over the
+//! repository. It knows nothing of gRPC; `grpc` translates requests into
+//! calls here and results into responses.
+//!
+//! After every committed write it updates the session cache, so that Verify
+//! on this replica sees the change at once, and announces the outbox events.
+
+mod admin;
+mod error;
+mod login;
+mod password_pool;
+mod refresh;
+mod session_cache;
+mod sessions;
+mod verify;
+
+pub use login::LoginRequest;
+pub use sessions::PasswordChanged;
+
+use std::sync::Arc;
+
+pub use admin::create_user;
+pub use error::AuthorityError;
+pub use password_pool::PasswordPool;
+pub use session_cache::SessionCache;
+pub use verify::{InvalidReason, Verdict, VerifiedToken};
+
+use crate::{
+    domain::{
+        AccessToken, RevocationEvent, Roles, Session, TokenLifetimes, TokenStanding, Username,
+        tokens::{Keyring, TokenClaims},
+        Timestamp,
+    },
+    repository::{Repository, Rotation},
+};
+
+/// A token just issued, with the session it belongs to.
+#[derive(Debug)]
+pub struct IssuedSession {
+    pub access_token: AccessToken,
+    pub session: Session,
+}
+
+/// Told about every committed batch of outbox events (the revocation stream
+/// listens here).
+pub trait RevocationListener: Send + Sync {
+    fn committed(&self, events: &[RevocationEvent]);
+}
+
+pub struct Authority {
+    repository: Repository,
+    keyring: Arc<Keyring>,
+    lifetimes: TokenLifetimes,
+    passwords: PasswordPool,
+    sessions: Arc<SessionCache>,
+    listener: Option<Arc<dyn RevocationListener>>,
+}
+
+impl Authority {
+    pub fn new(
+        repository: Repository,
+        keyring: Arc<Keyring>,
+        lifetimes: TokenLifetimes,
+        passwords: PasswordPool,
+        sessions: Arc<SessionCache>,
+    ) -> Self {
+        Self {
+            repository,
+            keyring,
+            lifetimes,
+            passwords,
+            sessions,
+            listener: None,
+        }
+    }
+
+    pub fn with_listener(mut self, listener: Arc<dyn RevocationListener>) -> Self {
+        self.listener = Some(listener);
+        self
+    }
+
+    pub fn lifetimes(&self) -> &TokenLifetimes {
+        &self.lifetimes
+    }
+
+    /// Signs the session's current token. Deterministic for the same session
+    /// state, so a retry within the grace period gets the very same token.
+    fn issue(&self, session: Session, username: &Username, roles: &Roles) -> Result<IssuedSession, AuthorityError> {
+        let claims = TokenClaims {
+            user_id: session.user_id,
+            session_id: session.id,
+            token_id: session.current_token_id,
+            username: username.as_str().to_owned(),
+            roles: roles.names(),
+            issued_at: session.refreshed_at,
+            expires_at: session.expires_at,
+        };
+        let access_token = self
+            .keyring
+            .sign(&claims)
+            .map_err(|error| AuthorityError::Internal(error.to_string()))?;
+        Ok(IssuedSession { access_token, session })
+    }
+
+    /// The rotation that replaces the session's current token with a fresh one.
+    fn rotation_of(&self, session: &Session, client: Option<crate::domain::ClientContext>, now: Timestamp) -> Rotation {
+        let now = now.truncated_to_seconds();
+        Rotation {
+            session_id: session.id,
+            expected_token: session.current_token_id,
+            retired_token_expires_at: session.expires_at,
+            new_token: crate::domain::TokenId::generate(),
+            now,
+            expires_at: now.plus(self.lifetimes.lifetime(session.remember_me)),
+            client,
+        }
+    }
+
+    /// Makes committed changes visible: the cache first, so that Verify here
+    /// is consistent before the caller gets its answer, then the stream.
+    fn committed(&self, sessions: &[Session], events: &[RevocationEvent]) {
+        for session in sessions {
+            self.sessions.store(session.state());
+        }
+        if let Some(listener) = &self.listener
+            && !events.is_empty()
+        {
+            listener.committed(events);
+        }
+    }
+
+    /// A caller proving who they are with a token: it must verify and be the
+    /// current token of a live session (or the one retired within the grace
+    /// period). Reads the database, not the cache: writes follow.
+    async fn authenticate(&self, token: &AccessToken) -> Result<(TokenClaims, Session), AuthorityError> {
+        let claims = self.keyring.verify(token).map_err(AuthorityError::InvalidToken)?;
+        let session = self
+            .repository
+            .find_session(claims.session_id)
+            .await?
+            .filter(|session| session.user_id == claims.user_id)
+            .ok_or(AuthorityError::UnknownSession)?;
+        match session.standing(claims.token_id, Timestamp::now(), self.lifetimes.rotation_grace) {
+            TokenStanding::Current | TokenStanding::RetiredInGrace => Ok((claims, session)),
+            TokenStanding::Revoked => Err(AuthorityError::SessionRevoked),
+            TokenStanding::Retired => Err(AuthorityError::TokenRotated),
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! Runs argon2 on its own threads, off the async workers, so that a burst of
+//! logins cannot stall Verify. The threads run at a lower scheduling priority:
+//! when both compete for a core, Verify wins and logins wait a little.
+//! The queue is bounded; when it is full, callers are told to retry
+//! (RESOURCE_EXHAUSTED) instead of piling up unbounded work.
+
+use std::{
+    panic::AssertUnwindSafe,
+    sync::{
+        Arc, Mutex,
+        mpsc::{self, Receiver, SyncSender, TrySendError},
+    },
+    thread,
+};
+
+use secrecy::SecretString;
+use tokio::sync::oneshot;
+use tracing::Span;
+
+use super::AuthorityError;
+use crate::domain::{
+    Password,
+    passwords::{PasswordCheck, PasswordHasher},
+};
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Niceness of the hashing threads (0 is normal, 19 the lowest priority).
+const HASHING_NICENESS: i32 = 10;
+
+#[derive(Clone)]
+pub struct PasswordPool {
+    hasher: Arc<PasswordHasher>,
+    jobs: SyncSender<Job>,
+}
+
+impl PasswordPool {
+    pub fn start(hasher: PasswordHasher, threads: usize, queue: usize) -> std::io::Result<Self> {
+        let (jobs, receiver) = mpsc::sync_channel::<Job>(queue);
+        let receiver = Arc::new(Mutex::new(receiver));
+        for index in 0..threads.max(1) {
+            let receiver = receiver.clone();
+            thread::Builder::new()
+                .name(format!("argon2-{index}"))
+                .spawn(move || work(&receiver))?;
+        }
+        Ok(Self {
+            hasher: Arc::new(hasher),
+            jobs,
+        })
+    }
+
+    pub async fn verify(&self, password: Password, stored: Option<SecretString>) -> Result<PasswordCheck, AuthorityError> {
+        self.run(move |hasher| {
+            use secrecy::ExposeSecret;
+            hasher.verify(&password, stored.as_ref().map(|hash| hash.expose_secret()))
+        })
+        .await?
+        .map_err(|error| AuthorityError::Internal(error.to_string()))
+    }
+
+    pub async fn hash(&self, password: Password) -> Result<String, AuthorityError> {
+        self.run(move |hasher| hasher.hash(&password))
+            .await?
+            .map_err(|error| AuthorityError::Internal(error.to_string()))
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        task: impl FnOnce(&PasswordHasher) -> T + Send + 'static,
+    ) -> Result<T, AuthorityError> {
+        let (reply, answer) = oneshot::channel();
+        let hasher = self.hasher.clone();
+        let span = Span::current();
+        let job: Job = Box::new(move || {
+            // The caller gave up (deadline, disconnect): skip the work.
+            if reply.is_closed() {
+                return;
+            }
+            let _entered = span.enter();
+            let _ = reply.send(task(&hasher));
+        });
+        self.jobs.try_send(job).map_err(|error| match error {
+            TrySendError::Full(_) => AuthorityError::Overloaded,
+            TrySendError::Disconnected(_) => AuthorityError::Internal("password hashing threads stopped".into()),
+        })?;
+        answer
+            .await
+            .map_err(|_| AuthorityError::Internal("password hashing failed".into()))
+    }
+}
+
+fn work(receiver: &Mutex<Receiver<Job>>) {
+    lower_priority();
+    loop {
+        let job = {
+            let receiver = receiver.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            receiver.recv()
+        };
+        let Ok(job) = job else {
+            return; // the pool was dropped
+        };
+        // A panicking job drops its reply, which the caller sees as an error;
+        // the thread lives on for the next job.
+        let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn lower_priority() {
+    // On Linux, PRIO_PROCESS with id 0 sets the niceness of the calling thread only.
+    // SAFETY: setpriority has no memory-safety preconditions.
+    let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, HASHING_NICENESS) };
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_priority() {}

@@ -1,0 +1,79 @@
+//! Refresh: rotate the token, recognise a retry, and treat the reuse of a
+//! retired token as theft.
+
+use tracing::{info, warn};
+
+use super::{Authority, AuthorityError, IssuedSession};
+use crate::domain::{AccessToken, ClientContext, RevocationReason, Session, Timestamp, TokenStanding};
+
+/// A rotation can lose a race to a concurrent one; it then re-reads the
+/// session, finds its token retired a moment ago, and answers as a retry.
+const MAX_ATTEMPTS: usize = 3;
+
+impl Authority {
+    #[tracing::instrument(name = "refresh", skip_all, fields(user_id, session_id))]
+    pub async fn refresh(
+        &self,
+        token: &AccessToken,
+        client: Option<ClientContext>,
+    ) -> Result<IssuedSession, AuthorityError> {
+        let claims = self.keyring.verify(token).map_err(AuthorityError::InvalidToken)?;
+        let span = tracing::Span::current();
+        span.record("user_id", tracing::field::display(claims.user_id));
+        span.record("session_id", tracing::field::display(claims.session_id));
+
+        for _ in 0..MAX_ATTEMPTS {
+            let session = self
+                .repository
+                .find_session(claims.session_id)
+                .await?
+                .filter(|session| session.user_id == claims.user_id)
+                .ok_or(AuthorityError::UnknownSession)?;
+            let now = Timestamp::now();
+            match session.standing(claims.token_id, now, self.lifetimes.rotation_grace) {
+                TokenStanding::Revoked => {
+                    info!(outcome = "revoked", "refresh refused");
+                    return Err(AuthorityError::SessionRevoked);
+                }
+                TokenStanding::Current => {
+                    let rotation = self.rotation_of(&session, client.clone(), now);
+                    let Some((rotated, event)) = self.repository.rotate_session(&rotation).await? else {
+                        continue; // lost a race: look again
+                    };
+                    self.committed(std::slice::from_ref(&rotated), std::slice::from_ref(&event));
+                    info!(outcome = "rotated", "token refreshed");
+                    return self.issue_for_user(rotated).await;
+                }
+                TokenStanding::RetiredInGrace => {
+                    info!(outcome = "retry", "retired token within grace period; returning the current token");
+                    return self.issue_for_user(session).await;
+                }
+                TokenStanding::Retired => {
+                    warn!(outcome = "reuse_detected", "retired token presented again; revoking the session");
+                    if let Some((revoked, event)) = self
+                        .repository
+                        .revoke_session(session.id, RevocationReason::ReuseDetected, now)
+                        .await?
+                    {
+                        self.committed(std::slice::from_ref(&revoked), std::slice::from_ref(&event));
+                    }
+                    return Err(AuthorityError::TokenReused);
+                }
+            }
+        }
+        Err(AuthorityError::Conflict)
+    }
+
+    /// Issues the session's current token with the user's current name and roles.
+    async fn issue_for_user(&self, session: Session) -> Result<IssuedSession, AuthorityError> {
+        let user = self
+            .repository
+            .find_user(session.user_id)
+            .await?
+            .ok_or(AuthorityError::UnknownSession)?;
+        if user.disabled {
+            return Err(AuthorityError::SessionRevoked);
+        }
+        self.issue(session, &user.username, &user.roles)
+    }
+}

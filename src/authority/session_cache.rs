@@ -1,0 +1,173 @@
+//! Verify's view of sessions, in memory, so that checking a token costs no
+//! database round trip.
+//!
+//! Writes on this replica store the new state right after commit; revocation
+//! events from other replicas invalidate. The subtle part is a database read
+//! racing a write: a Verify that read the old row could otherwise put it back
+//! after the write stored or invalidated the new one. Each shard therefore
+//! keeps an epoch, bumped by every invalidation, and a read only fills the
+//! cache if no invalidation happened in its shard since it began. Versions
+//! (bumped by every database change) keep a newer state from being replaced
+//! by an older one.
+//!
+//! Hand-written rather than a cache crate because both checks must happen
+//! atomically with the insert, under the shard's lock.
+
+use std::{
+    collections::HashMap,
+    hash::{BuildHasher, RandomState},
+    sync::Mutex,
+};
+
+use crate::domain::{SessionId, SessionState};
+
+const SHARDS: usize = 64;
+
+pub struct SessionCache {
+    shards: Box<[Mutex<Shard>]>,
+    hasher: RandomState,
+    capacity_per_shard: usize,
+}
+
+#[derive(Default)]
+struct Shard {
+    entries: HashMap<SessionId, SessionState>,
+    epoch: u64,
+}
+
+/// Taken before reading a session from the database; see [`SessionCache::fill`].
+#[derive(Debug, Clone, Copy)]
+pub struct LoadTicket {
+    shard: usize,
+    epoch: u64,
+}
+
+impl SessionCache {
+    /// Holds at most about `capacity` sessions; beyond that, arbitrary
+    /// entries make room (a miss only costs a database read).
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            hasher: RandomState::new(),
+            capacity_per_shard: capacity.div_ceil(SHARDS).max(1),
+        }
+    }
+
+    pub fn get(&self, id: SessionId) -> Option<SessionState> {
+        self.lock(self.shard_of(id)).entries.get(&id).copied()
+    }
+
+    pub fn ticket(&self, id: SessionId) -> LoadTicket {
+        let shard = self.shard_of(id);
+        LoadTicket {
+            shard,
+            epoch: self.lock(shard).epoch,
+        }
+    }
+
+    /// Caches a state read from the database, unless an invalidation in the
+    /// same shard happened since `ticket` was taken.
+    pub fn fill(&self, ticket: LoadTicket, state: SessionState) {
+        let mut shard = self.lock(ticket.shard);
+        if shard.epoch == ticket.epoch {
+            self.insert_newer(&mut shard, state);
+        }
+    }
+
+    /// Caches a state this replica has just committed.
+    pub fn store(&self, state: SessionState) {
+        let mut shard = self.lock(self.shard_of(state.id));
+        self.insert_newer(&mut shard, state);
+    }
+
+    /// Forgets a session that changed elsewhere; the next Verify reads it.
+    pub fn invalidate(&self, id: SessionId) {
+        let mut shard = self.lock(self.shard_of(id));
+        shard.epoch += 1;
+        shard.entries.remove(&id);
+    }
+
+    pub fn len(&self) -> usize {
+        (0..SHARDS).map(|shard| self.lock(shard).entries.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn insert_newer(&self, shard: &mut Shard, state: SessionState) {
+        if let Some(cached) = shard.entries.get_mut(&state.id) {
+            if cached.version < state.version {
+                *cached = state;
+            }
+            return;
+        }
+        if shard.entries.len() >= self.capacity_per_shard
+            && let Some(victim) = shard.entries.keys().next().copied()
+        {
+            shard.entries.remove(&victim);
+        }
+        shard.entries.insert(state.id, state);
+    }
+
+    fn shard_of(&self, id: SessionId) -> usize {
+        (self.hasher.hash_one(id) as usize) % SHARDS
+    }
+
+    fn lock(&self, shard: usize) -> std::sync::MutexGuard<'_, Shard> {
+        // A panic while holding the lock cannot leave a shard half-updated
+        // (every update is a single map operation), so poisoning is ignored.
+        self.shards[shard].lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Timestamp, TokenId, UserId};
+
+    fn state(id: SessionId, version: i64) -> SessionState {
+        SessionState {
+            id,
+            user_id: UserId::generate(),
+            current_token_id: TokenId::generate(),
+            current_issued_at: Timestamp::from_millis(0),
+            expires_at: Timestamp::from_millis(1),
+            previous_token: None,
+            revoked: false,
+            version,
+        }
+    }
+
+    #[test]
+    fn newer_versions_win_older_are_ignored() {
+        let cache = SessionCache::new(100);
+        let id = SessionId::generate();
+        cache.store(state(id, 2));
+        cache.store(state(id, 1));
+        assert_eq!(cache.get(id).unwrap().version, 2);
+        cache.store(state(id, 3));
+        assert_eq!(cache.get(id).unwrap().version, 3);
+    }
+
+    #[test]
+    fn a_read_that_raced_an_invalidation_is_not_cached() {
+        let cache = SessionCache::new(100);
+        let id = SessionId::generate();
+        let ticket = cache.ticket(id);
+        cache.invalidate(id);
+        cache.fill(ticket, state(id, 1));
+        assert!(cache.get(id).is_none());
+        cache.fill(cache.ticket(id), state(id, 1));
+        assert!(cache.get(id).is_some());
+    }
+
+    #[test]
+    fn capacity_is_bounded() {
+        let cache = SessionCache::new(64);
+        for _ in 0..1000 {
+            cache.store(state(SessionId::generate(), 1));
+        }
+        assert!(cache.len() <= 64, "{}", cache.len());
+    }
+}

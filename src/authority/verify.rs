@@ -1,0 +1,78 @@
+//! Verify: is this token good right now? Answered from the signature and the
+//! in-memory session cache; the database is read only on a cache miss.
+
+use super::{Authority, AuthorityError};
+use crate::domain::{
+    AccessToken, SessionId, SessionState, Timestamp, TokenStanding,
+    tokens::{TokenClaims, TokenRejection},
+};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Valid(VerifiedToken),
+    Invalid(InvalidReason),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedToken {
+    pub claims: TokenClaims,
+    /// Within the refresh window: the client should call Refresh.
+    pub needs_refresh: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvalidReason {
+    Token(TokenRejection),
+    Revoked,
+    Rotated,
+    UnknownSession,
+}
+
+impl Authority {
+    pub async fn verify(&self, token: &AccessToken) -> Result<Verdict, AuthorityError> {
+        let claims = match self.keyring.verify(token) {
+            Ok(claims) => claims,
+            Err(rejection) => return Ok(Verdict::Invalid(InvalidReason::Token(rejection))),
+        };
+        let now = Timestamp::now();
+        let Some(mut state) = self.session_state(claims.session_id, false).await? else {
+            return Ok(Verdict::Invalid(InvalidReason::UnknownSession));
+        };
+        let grace = self.lifetimes.rotation_grace;
+        let mut standing = state.standing(claims.token_id, now, grace);
+        // A token issued no earlier than the one we know as current may be a
+        // newer one rotated on another replica: ask the database once.
+        if standing == TokenStanding::Retired && claims.issued_at >= state.current_issued_at {
+            let Some(fresh) = self.session_state(claims.session_id, true).await? else {
+                return Ok(Verdict::Invalid(InvalidReason::UnknownSession));
+            };
+            state = fresh;
+            standing = state.standing(claims.token_id, now, grace);
+        }
+        if state.user_id != claims.user_id {
+            return Ok(Verdict::Invalid(InvalidReason::UnknownSession));
+        }
+        Ok(match standing {
+            TokenStanding::Current | TokenStanding::RetiredInGrace => Verdict::Valid(VerifiedToken {
+                needs_refresh: self.lifetimes.needs_refresh(claims.expires_at, now),
+                claims,
+            }),
+            TokenStanding::Revoked => Verdict::Invalid(InvalidReason::Revoked),
+            TokenStanding::Retired => Verdict::Invalid(InvalidReason::Rotated),
+        })
+    }
+
+    /// The session's state from the cache or, on a miss (or when `fresh`),
+    /// from the database.
+    async fn session_state(&self, id: SessionId, fresh: bool) -> Result<Option<SessionState>, AuthorityError> {
+        if !fresh && let Some(state) = self.sessions.get(id) {
+            return Ok(Some(state));
+        }
+        let ticket = self.sessions.ticket(id);
+        let state = self.repository.find_session(id).await?.map(|session| session.state());
+        if let Some(state) = state {
+            self.sessions.fill(ticket, state);
+        }
+        Ok(state)
+    }
+}

@@ -1,0 +1,27 @@
+//! Domain types and rules: what a username, a password, a token and a session
+//! are, and the rules that govern them. Nothing here knows about gRPC or SQL;
+//! values are parsed at the edge, so past it invalid values cannot exist.
+
+mod access_token;
+mod client_context;
+mod ids;
+mod password;
+pub mod passwords;
+mod revocation;
+mod roles;
+mod session;
+mod time;
+pub mod tokens;
+mod username;
+mod validation;
+
+pub use access_token::AccessToken;
+pub use client_context::ClientContext;
+pub use ids::{SessionId, TokenId, UserId};
+pub use password::{NewPassword, Password};
+pub use revocation::{RevocationEvent, RevocationReason, RevokedSession};
+pub use roles::{Role, Roles};
+pub use session::{RetiredToken, Session, SessionState, TokenLifetimes, TokenStanding};
+pub use time::Timestamp;
+pub use username::Username;
+pub use validation::ValidationError;

@@ -1,0 +1,128 @@
+//! Conversions between protobuf messages and domain types, all in one place.
+//! Requests are parsed here (each error names its field); responses are built
+//! here.
+
+use super::proto;
+use crate::{
+    authority::{InvalidReason, IssuedSession, LoginRequest, Verdict},
+    domain::{
+        AccessToken, ClientContext, Password, Session, SessionId, Timestamp, Username, ValidationError,
+        tokens::TokenRejection,
+    },
+};
+
+pub fn timestamp(time: Timestamp) -> prost_types::Timestamp {
+    let millis = time.as_millis();
+    prost_types::Timestamp {
+        seconds: millis.div_euclid(1000),
+        // Below 1_000_000_000 by construction.
+        nanos: i32::try_from(millis.rem_euclid(1000) * 1_000_000).unwrap_or_default(),
+    }
+}
+
+pub fn access_token(value: String) -> Result<AccessToken, ValidationError> {
+    AccessToken::parse("access_token", value)
+}
+
+/// An absent client context means "not known".
+pub fn client_context(client: Option<proto::ClientContext>) -> Result<ClientContext, ValidationError> {
+    match client {
+        None => Ok(ClientContext::default()),
+        Some(client) => ClientContext::parse(&client.ip_address, &client.user_agent, &client.device_id),
+    }
+}
+
+pub fn session(session: &Session, current: Option<SessionId>) -> proto::Session {
+    proto::Session {
+        session_id: session.id.to_string(),
+        user_id: session.user_id.to_string(),
+        created_at: Some(timestamp(session.created_at)),
+        last_refreshed_at: Some(timestamp(session.refreshed_at)),
+        expires_at: Some(timestamp(session.expires_at)),
+        remember_me: session.remember_me,
+        ip_address: session.client.ip_address.map(|ip| ip.to_string()).unwrap_or_default(),
+        user_agent: session.client.user_agent.clone().unwrap_or_default(),
+        device_id: session.client.device_id.clone().unwrap_or_default(),
+        current: current == Some(session.id),
+    }
+}
+
+pub fn sessions(sessions: &[Session], current: Option<SessionId>) -> Vec<proto::Session> {
+    sessions.iter().map(|each| session(each, current)).collect()
+}
+
+impl TryFrom<proto::LoginRequest> for LoginRequest {
+    type Error = ValidationError;
+
+    fn try_from(request: proto::LoginRequest) -> Result<Self, Self::Error> {
+        Ok(Self {
+            username: Username::parse("username", &request.username)?,
+            password: Password::parse("password", request.password)?,
+            remember_me: request.remember_me,
+            client: client_context(request.client)?,
+        })
+    }
+}
+
+impl From<IssuedSession> for proto::LoginResponse {
+    fn from(issued: IssuedSession) -> Self {
+        Self {
+            access_token: issued.access_token.into_string(),
+            token_type: "Bearer".into(),
+            expires_at: Some(timestamp(issued.session.expires_at)),
+            user_id: issued.session.user_id.to_string(),
+            session: Some(session(&issued.session, Some(issued.session.id))),
+        }
+    }
+}
+
+impl From<IssuedSession> for proto::RefreshResponse {
+    fn from(issued: IssuedSession) -> Self {
+        Self {
+            access_token: issued.access_token.into_string(),
+            expires_at: Some(timestamp(issued.session.expires_at)),
+            session: Some(session(&issued.session, Some(issued.session.id))),
+        }
+    }
+}
+
+impl From<Verdict> for proto::VerifyResponse {
+    fn from(verdict: Verdict) -> Self {
+        match verdict {
+            Verdict::Valid(verified) => {
+                let claims = verified.claims;
+                Self {
+                    valid: true,
+                    reason: proto::VerifyReason::Ok.into(),
+                    user_id: claims.user_id.to_string(),
+                    username: claims.username,
+                    session_id: claims.session_id.to_string(),
+                    roles: claims.roles,
+                    issued_at: Some(timestamp(claims.issued_at)),
+                    expires_at: Some(timestamp(claims.expires_at)),
+                    needs_refresh: verified.needs_refresh,
+                }
+            }
+            Verdict::Invalid(reason) => Self {
+                valid: false,
+                reason: verify_reason(reason).into(),
+                ..Self::default()
+            },
+        }
+    }
+}
+
+fn verify_reason(reason: InvalidReason) -> proto::VerifyReason {
+    use proto::VerifyReason as Reason;
+    match reason {
+        InvalidReason::Token(TokenRejection::Malformed) => Reason::Malformed,
+        InvalidReason::Token(TokenRejection::BadSignature) => Reason::BadSignature,
+        InvalidReason::Token(TokenRejection::Expired) => Reason::Expired,
+        InvalidReason::Token(TokenRejection::NotYetValid) => Reason::NotYetValid,
+        InvalidReason::Token(TokenRejection::WrongIssuer) => Reason::WrongIssuer,
+        InvalidReason::Token(TokenRejection::WrongAudience) => Reason::WrongAudience,
+        InvalidReason::Revoked => Reason::Revoked,
+        InvalidReason::Rotated => Reason::Rotated,
+        InvalidReason::UnknownSession => Reason::UnknownSession,
+    }
+}

@@ -1,0 +1,99 @@
+//! `tokenauthority.v1.TokenAuthority`: the calls backend services make on
+//! behalf of their users. Each handler parses, calls the authority, responds.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::{
+    convert::{self, access_token, client_context},
+    proto::{self, token_authority_server::TokenAuthority},
+};
+use crate::{
+    authority::{Authority, LoginRequest},
+    domain::{NewPassword, Password},
+};
+
+pub struct TokenAuthorityService {
+    authority: Arc<Authority>,
+}
+
+impl TokenAuthorityService {
+    pub fn new(authority: Arc<Authority>) -> Self {
+        Self { authority }
+    }
+}
+
+#[tonic::async_trait]
+impl TokenAuthority for TokenAuthorityService {
+    async fn login(&self, request: Request<proto::LoginRequest>) -> Result<Response<proto::LoginResponse>, Status> {
+        let request = LoginRequest::try_from(request.into_inner())?;
+        let issued = self.authority.login(request).await?;
+        Ok(Response::new(issued.into()))
+    }
+
+    async fn refresh(&self, request: Request<proto::RefreshRequest>) -> Result<Response<proto::RefreshResponse>, Status> {
+        let request = request.into_inner();
+        let token = access_token(request.access_token)?;
+        let client = request.client.map(|client| client_context(Some(client))).transpose()?;
+        let issued = self.authority.refresh(&token, client).await?;
+        Ok(Response::new(issued.into()))
+    }
+
+    async fn logout(&self, request: Request<proto::LogoutRequest>) -> Result<Response<proto::LogoutResponse>, Status> {
+        let token = access_token(request.into_inner().access_token)?;
+        let session_id = self.authority.logout(&token).await?;
+        Ok(Response::new(proto::LogoutResponse {
+            session_id: session_id.to_string(),
+        }))
+    }
+
+    async fn logout_all(
+        &self,
+        request: Request<proto::LogoutAllRequest>,
+    ) -> Result<Response<proto::LogoutAllResponse>, Status> {
+        let request = request.into_inner();
+        let token = access_token(request.access_token)?;
+        let revoked = self.authority.logout_all(&token, request.keep_current).await?;
+        Ok(Response::new(proto::LogoutAllResponse {
+            revoked_count: saturating_u32(revoked),
+        }))
+    }
+
+    async fn verify(&self, request: Request<proto::VerifyRequest>) -> Result<Response<proto::VerifyResponse>, Status> {
+        let token = access_token(request.into_inner().access_token)?;
+        let verdict = self.authority.verify(&token).await?;
+        Ok(Response::new(verdict.into()))
+    }
+
+    async fn change_password(
+        &self,
+        request: Request<proto::ChangePasswordRequest>,
+    ) -> Result<Response<proto::ChangePasswordResponse>, Status> {
+        let request = request.into_inner();
+        let token = access_token(request.access_token)?;
+        let current = Password::parse("current_password", request.current_password)?;
+        let new = NewPassword::parse("new_password", request.new_password)?;
+        let changed = self.authority.change_password(&token, current, new).await?;
+        Ok(Response::new(proto::ChangePasswordResponse {
+            access_token: changed.access_token.into_string(),
+            expires_at: Some(convert::timestamp(changed.expires_at)),
+            revoked_count: saturating_u32(changed.revoked_count),
+        }))
+    }
+
+    async fn list_sessions(
+        &self,
+        request: Request<proto::ListSessionsRequest>,
+    ) -> Result<Response<proto::ListSessionsResponse>, Status> {
+        let token = access_token(request.into_inner().access_token)?;
+        let (sessions, current) = self.authority.list_sessions(&token).await?;
+        Ok(Response::new(proto::ListSessionsResponse {
+            sessions: convert::sessions(&sessions, Some(current)),
+        }))
+    }
+}
+
+pub(super) fn saturating_u32(count: usize) -> u32 {
+    u32::try_from(count).unwrap_or(u32::MAX)
+}

@@ -1,0 +1,13 @@
+//! token-authority: issues, refreshes, verifies and revokes JWT session tokens
+//! for backend services, over gRPC. See README.md for the code map.
+
+pub mod authority;
+pub mod commands;
+pub mod domain;
+pub mod grpc;
+pub mod repository;
+pub mod settings;
+pub mod startup;
+pub mod telemetry;
+
+pub use grpc::proto;

@@ -1,0 +1,21 @@
+//! The `revocation_events` table: the revocation outbox.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "revocation_events")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub cursor: i64,
+    pub session_id: Uuid,
+    pub user_id: Uuid,
+    pub token_id: Option<Uuid>,
+    pub reason: String,
+    pub revoked_at: i64,
+    pub expires_at: i64,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

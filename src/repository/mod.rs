@@ -1,0 +1,173 @@
+//! The repository: every database read and write of the service, behind
+//! functions that take and return domain types. Only this module knows SQL,
+//! SeaORM or which backend is in use.
+//!
+//! Invariants kept here:
+//! - every state change that must stay consistent is one transaction;
+//! - a revocation and its outbox event are written in the same transaction;
+//! - rotations are conditional updates on the token id they expect, so two
+//!   racing writers can never both succeed.
+
+mod entities;
+mod error;
+mod events;
+mod sessions;
+mod signing_keys;
+mod users;
+
+use std::{str::FromStr, sync::Arc, time::Duration};
+
+use migrations::{Migrator, MigratorTrait};
+use sea_orm::{
+    DatabaseConnection, DatabaseTransaction, SqlxPostgresConnector,
+    SqlxSqliteConnector, TransactionOptions, TransactionTrait, sqlx,
+};
+use sqlx::{
+    postgres::{PgConnectOptions, PgPoolOptions},
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+pub use error::RepositoryError;
+pub use sessions::{PasswordChange, Revocations, Rotation};
+pub use users::{NewUser, UserRecord};
+
+/// How to reach the database.
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    /// `sqlite:path/to/file.db` or `postgres://user@host/db`.
+    pub url: String,
+    pub max_connections: u32,
+    /// How long a query waits for a pooled connection before giving up.
+    pub acquire_timeout: Duration,
+}
+
+/// Which database engine is behind the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+pub struct Repository {
+    db: DatabaseConnection,
+    backend: Backend,
+    /// SQLite allows one writer at a time; queueing writers here is cheaper
+    /// and fairer than letting them sleep in SQLite's busy handler.
+    sqlite_writer: Option<Arc<Mutex<()>>>,
+    postgres_pool: Option<sqlx::PgPool>,
+}
+
+/// A write transaction; rolled back if dropped without `commit`.
+pub(crate) struct WriteTransaction {
+    transaction: DatabaseTransaction,
+    _writer: Option<OwnedMutexGuard<()>>,
+}
+
+impl WriteTransaction {
+    pub(crate) async fn commit(self) -> Result<(), RepositoryError> {
+        Ok(self.transaction.commit().await?)
+    }
+}
+
+impl std::ops::Deref for WriteTransaction {
+    type Target = DatabaseTransaction;
+
+    fn deref(&self) -> &DatabaseTransaction {
+        &self.transaction
+    }
+}
+
+impl Repository {
+    pub async fn connect(config: &DatabaseConfig) -> Result<Self, RepositoryError> {
+        let url = config.url.as_str();
+        if url.starts_with("sqlite:") {
+            let options = SqliteConnectOptions::from_str(url)
+                .map_err(|error| RepositoryError::Config(format!("DATABASE_URL: {error}")))?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                // FULL: a revocation that was acknowledged survives a power cut.
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(5))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(config.max_connections)
+                .acquire_timeout(config.acquire_timeout)
+                .connect_with(options)
+                .await
+                .map_err(|error| RepositoryError::from(sea_orm::DbErr::Conn(sea_orm::RuntimeErr::SqlxError(error.into()))))?;
+            Ok(Self {
+                db: SqlxSqliteConnector::from_sqlx_sqlite_pool(pool),
+                backend: Backend::Sqlite,
+                sqlite_writer: Some(Arc::new(Mutex::new(()))),
+                postgres_pool: None,
+            })
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options = PgConnectOptions::from_str(url)
+                .map_err(|error| RepositoryError::Config(format!("DATABASE_URL: {error}")))?;
+            // Lazy: the server starts (NOT_SERVING) while the database is down
+            // and connects once it is back.
+            let pool = PgPoolOptions::new()
+                .max_connections(config.max_connections)
+                .acquire_timeout(config.acquire_timeout)
+                .connect_lazy_with(options);
+            Ok(Self {
+                db: SqlxPostgresConnector::from_sqlx_postgres_pool(pool.clone()),
+                backend: Backend::Postgres,
+                sqlite_writer: None,
+                postgres_pool: Some(pool),
+            })
+        } else {
+            Err(RepositoryError::Config(
+                "DATABASE_URL must start with sqlite: or postgres://".into(),
+            ))
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The PostgreSQL pool, for LISTEN/NOTIFY; `None` on SQLite.
+    pub fn postgres_pool(&self) -> Option<&sqlx::PgPool> {
+        self.postgres_pool.as_ref()
+    }
+
+    /// Applies every pending migration; a no-op when the schema is current.
+    pub async fn migrate(&self) -> Result<(), RepositoryError> {
+        Ok(Migrator::up(&self.db, None).await?)
+    }
+
+    /// Answers whether the database is reachable now.
+    pub async fn ping(&self) -> Result<(), RepositoryError> {
+        Ok(self.db.ping().await?)
+    }
+
+    pub async fn close(self) {
+        let _ = self.db.close().await;
+    }
+
+    pub(crate) fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    pub(crate) async fn begin_write(&self) -> Result<WriteTransaction, RepositoryError> {
+        let writer = match &self.sqlite_writer {
+            Some(lock) => Some(lock.clone().lock_owned().await),
+            None => None,
+        };
+        // IMMEDIATE takes SQLite's write lock at BEGIN, so a transaction that
+        // reads first never fails to upgrade when another process wrote.
+        let options = TransactionOptions {
+            sqlite_transaction_mode: (self.backend == Backend::Sqlite)
+                .then_some(sea_orm::SqliteTransactionMode::Immediate),
+            ..TransactionOptions::default()
+        };
+        let transaction = self.db.begin_with_options(options).await?;
+        Ok(WriteTransaction {
+            transaction,
+            _writer: writer,
+        })
+    }
+}

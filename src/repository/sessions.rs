@@ -1,0 +1,320 @@
+//! Sessions: opening, reading, rotating and revoking them.
+
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+    sea_query::{Expr, ExprTrait},
+};
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{
+    Repository, RepositoryError,
+    entities::{sessions, users},
+    events::{EventDraft, append_events},
+};
+use crate::domain::{
+    ClientContext, RetiredToken, RevocationEvent, RevocationReason, Session, SessionId, Timestamp, TokenId,
+    UserId,
+};
+
+/// ListSessions answers with at most this many sessions, the newest.
+pub const MAX_LISTED_SESSIONS: u64 = 1000;
+
+/// A token rotation: retire `expected_token`, make `new_token` current.
+#[derive(Debug, Clone)]
+pub struct Rotation {
+    pub session_id: SessionId,
+    pub expected_token: TokenId,
+    /// When the retired token expires (the session's expiry before the rotation).
+    pub retired_token_expires_at: Timestamp,
+    pub new_token: TokenId,
+    pub now: Timestamp,
+    pub expires_at: Timestamp,
+    /// Replaces the stored client context when given.
+    pub client: Option<ClientContext>,
+}
+
+/// Sessions changed by a write and the outbox events written with them.
+#[derive(Debug, Default)]
+pub struct Revocations {
+    pub sessions: Vec<Session>,
+    pub events: Vec<RevocationEvent>,
+}
+
+pub enum PasswordChange {
+    Done {
+        /// The caller's session, rotated to a new token.
+        session: Session,
+        /// The user's other sessions, revoked; the events include the
+        /// caller's retired token.
+        revocations: Revocations,
+    },
+    /// The password or the caller's token changed meanwhile; nothing was written.
+    Conflict,
+}
+
+impl Repository {
+    pub async fn insert_session(&self, session: &Session) -> Result<(), RepositoryError> {
+        let transaction = self.begin_write().await?;
+        sessions::Entity::insert(session_to_model(session))
+            .exec_without_returning(&*transaction)
+            .await?;
+        transaction.commit().await
+    }
+
+    pub async fn find_session(&self, id: SessionId) -> Result<Option<Session>, RepositoryError> {
+        sessions::Entity::find_by_id(id.as_uuid())
+            .one(self.connection())
+            .await?
+            .map(session_from_model)
+            .transpose()
+    }
+
+    /// The user's live sessions, newest first.
+    pub async fn list_live_sessions(&self, user_id: UserId, now: Timestamp) -> Result<Vec<Session>, RepositoryError> {
+        sessions::Entity::find()
+            .filter(live_sessions_of(user_id, now))
+            .order_by_desc(sessions::Column::CreatedAt)
+            .order_by_desc(sessions::Column::Id)
+            .limit(MAX_LISTED_SESSIONS)
+            .all(self.connection())
+            .await?
+            .into_iter()
+            .map(session_from_model)
+            .collect()
+    }
+
+    /// Rotates a session's token if its current token is still the expected
+    /// one and it is not revoked; `None` (nothing written) otherwise.
+    pub async fn rotate_session(
+        &self,
+        rotation: &Rotation,
+    ) -> Result<Option<(Session, RevocationEvent)>, RepositoryError> {
+        let transaction = self.begin_write().await?;
+        let Some(session) = rotate(&*transaction, rotation).await? else {
+            return Ok(None);
+        };
+        let mut events = append_events(&*transaction, vec![EventDraft::rotated(&session, rotation)]).await?;
+        transaction.commit().await?;
+        Ok(events.pop().map(|event| (session, event)))
+    }
+
+    /// Revokes one session; `None` if it does not exist or was already revoked.
+    pub async fn revoke_session(
+        &self,
+        id: SessionId,
+        reason: RevocationReason,
+        now: Timestamp,
+    ) -> Result<Option<(Session, RevocationEvent)>, RepositoryError> {
+        let transaction = self.begin_write().await?;
+        let condition = Condition::all()
+            .add(sessions::Column::Id.eq(id.as_uuid()))
+            .add(sessions::Column::RevokedAt.is_null());
+        let mut revoked = revoke_where(&*transaction, condition, reason, now).await?;
+        let Some(session) = revoked.pop() else {
+            return Ok(None);
+        };
+        let mut events = append_events(&*transaction, vec![EventDraft::revoked(&session, reason, now)]).await?;
+        transaction.commit().await?;
+        Ok(events.pop().map(|event| (session, event)))
+    }
+
+    /// Revokes every live session of a user, except `keep`.
+    pub async fn revoke_user_sessions(
+        &self,
+        user_id: UserId,
+        keep: Option<SessionId>,
+        reason: RevocationReason,
+        now: Timestamp,
+    ) -> Result<Revocations, RepositoryError> {
+        let transaction = self.begin_write().await?;
+        let revocations = revoke_user_sessions(&transaction, user_id, keep, reason, now).await?;
+        transaction.commit().await?;
+        Ok(revocations)
+    }
+
+    /// Stores a new password hash, revokes every other live session of the
+    /// user and rotates the caller's token: all or nothing.
+    pub async fn change_password(
+        &self,
+        user_id: UserId,
+        expected_hash: &SecretString,
+        new_hash: String,
+        caller: &Rotation,
+    ) -> Result<PasswordChange, RepositoryError> {
+        let transaction = self.begin_write().await?;
+        let updated = users::Entity::update_many()
+            .col_expr(users::Column::PasswordHash, new_hash.into())
+            .col_expr(users::Column::PasswordChangedAt, caller.now.as_millis().into())
+            .filter(users::Column::Id.eq(user_id.as_uuid()))
+            .filter(users::Column::PasswordHash.eq(expected_hash.expose_secret()))
+            .exec(&*transaction)
+            .await?;
+        if updated.rows_affected == 0 {
+            return Ok(PasswordChange::Conflict);
+        }
+        let others = Condition::all()
+            .add(live_sessions_of(user_id, caller.now))
+            .add(sessions::Column::Id.ne(caller.session_id.as_uuid()));
+        let revoked = revoke_where(&*transaction, others, RevocationReason::PasswordChanged, caller.now).await?;
+        let Some(session) = rotate(&*transaction, caller).await? else {
+            return Ok(PasswordChange::Conflict);
+        };
+        let mut drafts: Vec<EventDraft> = revoked
+            .iter()
+            .map(|session| EventDraft::revoked(session, RevocationReason::PasswordChanged, caller.now))
+            .collect();
+        drafts.push(EventDraft::rotated(&session, caller));
+        let events = append_events(&*transaction, drafts).await?;
+        transaction.commit().await?;
+        Ok(PasswordChange::Done {
+            session,
+            revocations: Revocations {
+                sessions: revoked,
+                events,
+            },
+        })
+    }
+}
+
+/// Revokes a user's live sessions inside `transaction` and writes their events.
+pub(super) async fn revoke_user_sessions(
+    transaction: &super::WriteTransaction,
+    user_id: UserId,
+    keep: Option<SessionId>,
+    reason: RevocationReason,
+    now: Timestamp,
+) -> Result<Revocations, RepositoryError> {
+    let mut condition = Condition::all().add(live_sessions_of(user_id, now));
+    if let Some(keep) = keep {
+        condition = condition.add(sessions::Column::Id.ne(keep.as_uuid()));
+    }
+    let sessions = revoke_where(&**transaction, condition, reason, now).await?;
+    let drafts = sessions
+        .iter()
+        .map(|session| EventDraft::revoked(session, reason, now))
+        .collect();
+    let events = append_events(&**transaction, drafts).await?;
+    Ok(Revocations { sessions, events })
+}
+
+fn live_sessions_of(user_id: UserId, now: Timestamp) -> Condition {
+    Condition::all()
+        .add(sessions::Column::UserId.eq(user_id.as_uuid()))
+        .add(sessions::Column::RevokedAt.is_null())
+        .add(sessions::Column::ExpiresAt.gt(now.as_millis()))
+}
+
+/// Marks the matching unrevoked sessions revoked and returns them as they are now.
+async fn revoke_where(
+    connection: &impl ConnectionTrait,
+    condition: Condition,
+    reason: RevocationReason,
+    now: Timestamp,
+) -> Result<Vec<Session>, RepositoryError> {
+    sessions::Entity::update_many()
+        .col_expr(sessions::Column::RevokedAt, now.as_millis().into())
+        .col_expr(sessions::Column::RevokeReason, reason.as_str().into())
+        .col_expr(sessions::Column::Version, Expr::col(sessions::Column::Version).add(1))
+        .filter(condition.add(sessions::Column::RevokedAt.is_null()))
+        .exec_with_returning(connection)
+        .await?
+        .into_iter()
+        .map(session_from_model)
+        .collect()
+}
+
+/// The conditional update at the heart of rotation: it only matches while the
+/// expected token is current, so of two racing rotations one wins.
+async fn rotate(connection: &impl ConnectionTrait, rotation: &Rotation) -> Result<Option<Session>, RepositoryError> {
+    let mut update = sessions::Entity::update_many()
+        .col_expr(sessions::Column::CurrentTokenId, rotation.new_token.as_uuid().into())
+        .col_expr(sessions::Column::PreviousTokenId, Some(rotation.expected_token.as_uuid()).into())
+        .col_expr(sessions::Column::PreviousTokenRetiredAt, Some(rotation.now.as_millis()).into())
+        .col_expr(sessions::Column::RefreshedAt, rotation.now.as_millis().into())
+        .col_expr(sessions::Column::ExpiresAt, rotation.expires_at.as_millis().into())
+        .col_expr(sessions::Column::Version, Expr::col(sessions::Column::Version).add(1));
+    if let Some(client) = &rotation.client {
+        let (ip_address, user_agent, device_id) = client_to_stored(client);
+        update = update
+            .col_expr(sessions::Column::IpAddress, ip_address.into())
+            .col_expr(sessions::Column::UserAgent, user_agent.into())
+            .col_expr(sessions::Column::DeviceId, device_id.into());
+    }
+    let mut rotated = update
+        .filter(sessions::Column::Id.eq(rotation.session_id.as_uuid()))
+        .filter(sessions::Column::CurrentTokenId.eq(rotation.expected_token.as_uuid()))
+        .filter(sessions::Column::RevokedAt.is_null())
+        .exec_with_returning(connection)
+        .await?;
+    rotated.pop().map(session_from_model).transpose()
+}
+
+fn client_to_stored(client: &ClientContext) -> (Option<String>, Option<String>, Option<String>) {
+    (
+        client.ip_address.map(|ip| ip.to_string()),
+        client.user_agent.clone(),
+        client.device_id.clone(),
+    )
+}
+
+fn session_to_model(session: &Session) -> sessions::ActiveModel {
+    let (ip_address, user_agent, device_id) = client_to_stored(&session.client);
+    sessions::ActiveModel {
+        id: Set(session.id.as_uuid()),
+        user_id: Set(session.user_id.as_uuid()),
+        created_at: Set(session.created_at.as_millis()),
+        refreshed_at: Set(session.refreshed_at.as_millis()),
+        expires_at: Set(session.expires_at.as_millis()),
+        remember_me: Set(session.remember_me),
+        ip_address: Set(ip_address),
+        user_agent: Set(user_agent),
+        device_id: Set(device_id),
+        current_token_id: Set(session.current_token_id.as_uuid()),
+        previous_token_id: Set(session.previous_token.map(|token| token.id.as_uuid())),
+        previous_token_retired_at: Set(session.previous_token.map(|token| token.retired_at.as_millis())),
+        revoked_at: Set(session.revoked_at.map(Timestamp::as_millis)),
+        revoke_reason: Set(session.revoke_reason.map(|reason| reason.as_str().to_owned())),
+        version: Set(session.version),
+    }
+}
+
+pub(super) fn session_from_model(model: sessions::Model) -> Result<Session, RepositoryError> {
+    let corrupt = |what: &str| RepositoryError::corrupt(format!("{what} of session {}", model.id));
+    let ip_address = model
+        .ip_address
+        .as_deref()
+        .map(str::parse)
+        .transpose()
+        .map_err(|_| corrupt("ip_address"))?;
+    let previous_token = match (model.previous_token_id, model.previous_token_retired_at) {
+        (Some(id), Some(retired_at)) => Some(RetiredToken {
+            id: TokenId::from_uuid(id),
+            retired_at: Timestamp::from_millis(retired_at),
+        }),
+        _ => None,
+    };
+    let revoke_reason = model
+        .revoke_reason
+        .as_deref()
+        .map(|reason| RevocationReason::from_stored(reason).ok_or_else(|| corrupt("revoke_reason")))
+        .transpose()?;
+    Ok(Session {
+        id: SessionId::from_uuid(model.id),
+        user_id: UserId::from_uuid(model.user_id),
+        created_at: Timestamp::from_millis(model.created_at),
+        refreshed_at: Timestamp::from_millis(model.refreshed_at),
+        expires_at: Timestamp::from_millis(model.expires_at),
+        remember_me: model.remember_me,
+        client: ClientContext {
+            ip_address,
+            user_agent: model.user_agent,
+            device_id: model.device_id,
+        },
+        current_token_id: TokenId::from_uuid(model.current_token_id),
+        previous_token,
+        revoked_at: model.revoked_at.map(Timestamp::from_millis),
+        revoke_reason,
+        version: model.version,
+    })
+}

@@ -1,0 +1,207 @@
+//! The application: built from settings, it connects to the database, runs
+//! migrations, loads the signing keys, binds its listener (port 0 in tests)
+//! and serves until a shutdown future resolves. `main` and the tests take the
+//! same path.
+
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{server::NamedService, service::interceptor::InterceptedService, transport::Server};
+use tonic_health::{ServingStatus, server::HealthReporter};
+use tracing::{info, warn};
+
+use crate::{
+    authority::{Authority, PasswordPool, SessionCache},
+    domain::{
+        Timestamp,
+        passwords::PasswordHasher,
+        tokens::{Keyring, SigningKey},
+    },
+    grpc::{
+        AdminService, ApiKeys, TokenAuthorityService,
+        proto::{token_authority_admin_server::TokenAuthorityAdminServer, token_authority_server::TokenAuthorityServer},
+    },
+    repository::Repository,
+    settings::{ServeSettings, TokenSettings},
+};
+
+/// The services whose health is reported, besides the whole server ("").
+const HEALTH_SERVICES: [&str; 3] = [
+    "",
+    <TokenAuthorityServer<TokenAuthorityService> as NamedService>::NAME,
+    <TokenAuthorityAdminServer<AdminService> as NamedService>::NAME,
+];
+
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    repository: Repository,
+    authority: Arc<Authority>,
+    api_keys: ApiKeys,
+    health_check_interval: Duration,
+    shutdown_timeout: Duration,
+}
+
+impl Application {
+    pub async fn build(settings: ServeSettings) -> anyhow::Result<Self> {
+        settings.validate()?;
+        let repository = Repository::connect(&settings.database.config()?)
+            .await
+            .context("DATABASE_URL: cannot open the database")?;
+        repository
+            .migrate()
+            .await
+            .context("cannot apply the database migrations")?;
+        let keyring = load_keyring(&repository, &settings.tokens).await?;
+        let hasher = PasswordHasher::new(settings.argon2.settings()?)?;
+        let passwords = PasswordPool::start(
+            hasher,
+            settings.password_hashing_threads(),
+            settings.password_hashing_queue,
+        )
+        .context("cannot start the password hashing threads")?;
+        let sessions = Arc::new(SessionCache::new(settings.session_cache_capacity));
+        let authority = Authority::new(
+            repository.clone(),
+            Arc::new(keyring),
+            settings.tokens.lifetimes()?,
+            passwords,
+            sessions,
+        );
+        let api_keys = ApiKeys::new(&settings.admin_api_keys);
+        if !api_keys.admin_configured() {
+            warn!("ADMIN_API_KEYS is not set: every admin call will be refused (PERMISSION_DENIED); set ADMIN_API_KEYS=<key>[,<key>...] to enable the admin API");
+        }
+        let listener = TcpListener::bind(settings.listen_addr)
+            .await
+            .with_context(|| format!("LISTEN_ADDR: cannot listen on {}", settings.listen_addr))?;
+        let local_addr = listener.local_addr()?;
+        Ok(Self {
+            listener,
+            local_addr,
+            repository,
+            authority: Arc::new(authority),
+            api_keys,
+            health_check_interval: *settings.health_check_interval,
+            shutdown_timeout: *settings.shutdown_timeout,
+        })
+    }
+
+    /// Where the server listens: the real port when LISTEN_ADDR asked for 0.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` resolves; then health turns NOT_SERVING,
+    /// in-flight calls finish (up to SHUTDOWN_TIMEOUT) and it returns.
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        set_health(&health, ServingStatus::Serving).await;
+        let health_probe = tokio::spawn(probe_database(
+            self.repository.clone(),
+            health.clone(),
+            self.health_check_interval,
+        ));
+
+        let reflection_v1 = reflection().build_v1()?;
+        let reflection_v1alpha = reflection().build_v1alpha()?;
+        let token_authority = TokenAuthorityServer::new(TokenAuthorityService::new(self.authority.clone()));
+        let admin = InterceptedService::new(
+            TokenAuthorityAdminServer::new(AdminService::new(self.authority.clone())),
+            self.api_keys.require_admin(),
+        );
+
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = Server::builder()
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(token_authority)
+            .add_service(admin)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), async {
+                let _ = stopped.await;
+            });
+        tokio::pin!(server);
+        info!(address = %self.local_addr, "serving gRPC");
+
+        tokio::select! {
+            result = &mut server => {
+                health_probe.abort();
+                return result.context("the gRPC server stopped");
+            }
+            () = shutdown => {}
+        }
+
+        info!("shutting down: health NOT_SERVING, finishing in-flight calls");
+        health_probe.abort();
+        set_health(&health, ServingStatus::NotServing).await;
+        let _ = stop.send(());
+        match tokio::time::timeout(self.shutdown_timeout, server).await {
+            Ok(result) => result.context("the gRPC server failed while stopping")?,
+            Err(_) => warn!(timeout = ?self.shutdown_timeout, "in-flight calls did not finish within SHUTDOWN_TIMEOUT; stopping anyway"),
+        }
+        self.repository.close().await;
+        info!("stopped");
+        Ok(())
+    }
+}
+
+/// Reflection over our services and the health service, so grpcurl can
+/// `list` and `describe` them with no proto file at hand.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::grpc::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+}
+
+async fn set_health(health: &HealthReporter, status: ServingStatus) {
+    for service in HEALTH_SERVICES {
+        health.set_service_status(service, status).await;
+    }
+}
+
+/// Reports SERVING while the database answers and NOT_SERVING while it does not.
+async fn probe_database(repository: Repository, health: HealthReporter, interval: Duration) {
+    let mut serving = true;
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let reachable = matches!(tokio::time::timeout(interval, repository.ping()).await, Ok(Ok(())));
+        if reachable != serving {
+            serving = reachable;
+            if reachable {
+                info!("database reachable again: SERVING");
+                set_health(&health, ServingStatus::Serving).await;
+            } else {
+                warn!("database unreachable: NOT_SERVING");
+                set_health(&health, ServingStatus::NotServing).await;
+            }
+        }
+    }
+}
+
+/// The configured secret; or, without one, the key kept in the database
+/// (generated on first start). Several replicas starting at once may each
+/// store a key; all then sign with the oldest, so they agree.
+async fn load_keyring(repository: &Repository, tokens: &TokenSettings) -> anyhow::Result<Keyring> {
+    let policy = tokens.policy()?;
+    if let Some(secret) = &tokens.jwt_secret {
+        let key = SigningKey::hs256(secret.expose_secret().as_bytes().to_vec()).context("JWT_SECRET")?;
+        info!(kid = key.kid(), "signing with JWT_SECRET");
+        return Ok(Keyring::new(key, Vec::new(), policy));
+    }
+    let mut keys = repository.load_signing_keys().await?;
+    if keys.is_empty() {
+        let key = SigningKey::generate_hs256()?;
+        repository.insert_signing_key(&key, Timestamp::now()).await?;
+        info!(kid = key.kid(), "no JWT_SECRET: generated a signing key and stored it in the database");
+        keys = repository.load_signing_keys().await?;
+    }
+    let signing = keys.remove(0);
+    info!(kid = signing.kid(), "signing with the key stored in the database");
+    Ok(Keyring::new(signing, keys, policy))
+}
