@@ -1,0 +1,240 @@
+//! The binary as operators run it: commands, settings errors, signals, logs.
+
+use std::{
+    io::Write,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use token_authority::proto::{self, token_authority_client::TokenAuthorityClient};
+
+use crate::helpers::{ADMIN_KEY, JWT_SECRET, PASSWORD};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_token-authority");
+
+/// A command with a clean environment: settings come only from the test.
+fn command(directory: &TempDir) -> Command {
+    let mut command = Command::new(BINARY);
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", format!("sqlite:{}", directory.path().join("cli.db").display()))
+        .env("ARGON2_MEMORY_KIB", "64")
+        .env("ARGON2_ITERATIONS", "1")
+        .current_dir(directory.path());
+    command
+}
+
+fn create_user(directory: &TempDir, username: &str, password: &str) -> std::process::Output {
+    let mut child = command(directory)
+        .args(["user", "create", "--username", username, "--role", "admin"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+/// A running `token-authority serve` process and its log lines.
+struct ServerProcess {
+    child: tokio::process::Child,
+    address: String,
+    logs: tokio::sync::mpsc::UnboundedReceiver<String>,
+    seen: Vec<String>,
+}
+
+impl ServerProcess {
+    async fn start(directory: &TempDir, extra_env: &[(&str, &str)]) -> Self {
+        let mut command: tokio::process::Command = command(directory).into();
+        command
+            .args(["serve"])
+            .env("LISTEN_ADDR", "127.0.0.1:0")
+            .env("LOG_FORMAT", "json")
+            .envs(extra_env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = command.spawn().unwrap();
+        let (sender, mut logs) = tokio::sync::mpsc::unbounded_channel();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let _ = sender.send(line);
+            }
+        });
+        let mut seen = Vec::new();
+        let address = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                let line = logs.recv().await.expect("the server logs until it listens");
+                seen.push(line.clone());
+                if let Ok(json) = serde_json::from_str::<serde_json::Value>(&line)
+                    && json["message"] == "serving gRPC"
+                {
+                    return json["address"].as_str().unwrap().to_owned();
+                }
+            }
+        })
+        .await
+        .expect("the server starts");
+        Self { child, address, logs, seen }
+    }
+
+    async fn client(&self) -> TokenAuthorityClient<tonic::transport::Channel> {
+        TokenAuthorityClient::connect(format!("http://{}", self.address)).await.unwrap()
+    }
+
+    fn terminate(&self) {
+        let pid = self.child.id().expect("running") as libc::pid_t;
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+
+    /// Waits for exit and returns the status and every log line.
+    async fn wait(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let status = tokio::time::timeout(Duration::from_secs(30), self.child.wait())
+            .await
+            .expect("the server exits")
+            .unwrap();
+        while let Some(line) = self.logs.recv().await {
+            self.seen.push(line);
+        }
+        (status, self.seen)
+    }
+}
+
+#[tokio::test]
+async fn user_create_reads_the_password_from_stdin_and_the_user_can_log_in() {
+    let directory = TempDir::new().unwrap();
+    let output = create_user(&directory, "alice", PASSWORD);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let user_id = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    assert!(uuid::Uuid::try_parse(&user_id).is_ok(), "prints the new user's id: {user_id:?}");
+
+    let server = ServerProcess::start(&directory, &[]).await;
+    let login = server
+        .client()
+        .await
+        .login(proto::LoginRequest {
+            username: "alice".into(),
+            password: PASSWORD.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(login.user_id, user_id);
+    server.terminate();
+    assert!(server.wait().await.0.success());
+}
+
+#[tokio::test]
+async fn user_create_refuses_bad_input_and_taken_names() {
+    let directory = TempDir::new().unwrap();
+    let short = create_user(&directory, "alice", "short");
+    assert!(!short.status.success());
+    assert!(String::from_utf8_lossy(&short.stderr).contains("password"));
+
+    assert!(create_user(&directory, "alice", PASSWORD).status.success());
+    let again = create_user(&directory, "ALICE", PASSWORD);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already taken"));
+}
+
+#[test]
+fn migrate_applies_the_schema_and_is_idempotent() {
+    let directory = TempDir::new().unwrap();
+    for _ in 0..2 {
+        let output = command(&directory).arg("migrate").output().unwrap();
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    }
+    assert!(directory.path().join("cli.db").exists());
+}
+
+#[test]
+fn a_bad_setting_stops_the_start_and_names_the_setting() {
+    let directory = TempDir::new().unwrap();
+    let cases = [
+        ("JWT_SECRET", "much-too-short", "JWT_SECRET"),
+        ("JWT_EXPIRES_IN", "soon", "JWT_EXPIRES_IN"),
+        ("JWT_REFRESH_WINDOW", "48h", "JWT_REFRESH_WINDOW"),
+        ("LISTEN_ADDR", "not-an-address", "LISTEN_ADDR"),
+        ("DATABASE_URL", "mysql://nope", "DATABASE_URL"),
+        ("ADMIN_API_KEYS", "short", "ADMIN_API_KEYS"),
+        ("ARGON2_ITERATIONS", "0", "ARGON2_ITERATIONS"),
+    ];
+    for (variable, value, named) in cases {
+        let output = command(&directory).arg("serve").env(variable, value).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{variable}={value} must not start");
+        assert!(stderr.contains(named), "{variable}: {stderr}");
+        if variable == "JWT_SECRET" {
+            assert!(!stderr.contains(value), "the secret is never printed");
+        }
+    }
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_server_cleanly_and_logs_hold_no_secrets() {
+    let directory = TempDir::new().unwrap();
+    assert!(create_user(&directory, "alice", PASSWORD).status.success());
+    let server = ServerProcess::start(
+        &directory,
+        &[("RUST_LOG", "debug"), ("JWT_SECRET", JWT_SECRET), ("ADMIN_API_KEYS", ADMIN_KEY)],
+    )
+    .await;
+    let mut client = server.client().await;
+    let login = client
+        .login(proto::LoginRequest {
+            username: "alice".into(),
+            password: PASSWORD.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let _ = client
+        .login(proto::LoginRequest {
+            username: "alice".into(),
+            password: "wrong password guess".into(),
+            ..Default::default()
+        })
+        .await;
+    let refreshed = client
+        .refresh(proto::RefreshRequest {
+            access_token: login.access_token.clone(),
+            client: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    client
+        .logout(proto::LogoutRequest {
+            access_token: refreshed.access_token.clone(),
+        })
+        .await
+        .unwrap();
+
+    server.terminate();
+    let (status, logs) = server.wait().await;
+
+    assert!(status.success(), "exit status {status:?}");
+    let all = logs.join("\n");
+    assert!(all.contains("shutting down"));
+    assert!(all.contains("login succeeded") && all.contains("logged out"));
+    let token_signature = |token: &str| token.rsplit('.').next().unwrap().to_owned();
+    for secret in [
+        PASSWORD,
+        "wrong password guess",
+        JWT_SECRET,
+        ADMIN_KEY,
+        "$argon2id$",
+        &token_signature(&login.access_token),
+        &token_signature(&refreshed.access_token),
+    ] {
+        assert!(!all.contains(secret), "the logs contain {secret:?}");
+    }
+}

@@ -1,0 +1,296 @@
+//! Starting a server for a test, and small conveniences for talking to it.
+
+use std::{net::SocketAddr, time::Duration};
+
+use clap::Parser;
+use tempfile::TempDir;
+use tokio::{sync::oneshot, task::JoinHandle};
+use tonic::{Code, Request, Status, transport::Channel};
+use token_authority::{
+    proto::{
+        self, token_authority_admin_client::TokenAuthorityAdminClient, token_authority_client::TokenAuthorityClient,
+    },
+    settings::{Cli, Command, ServeSettings},
+    startup::Application,
+};
+
+pub const ADMIN_KEY: &str = "test-admin-key-0123456789";
+/// Tests know the secret so that they can forge tokens of every shape.
+pub const JWT_SECRET: &str = "test-secret-that-is-at-least-32-bytes-long";
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A server under test, with clients connected to it.
+pub struct TestApp {
+    pub address: SocketAddr,
+    pub client: TokenAuthorityClient<Channel>,
+    pub admin: TokenAuthorityAdminClient<Channel>,
+    pub database_url: String,
+    args: Vec<String>,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<anyhow::Result<()>>>,
+    /// Keeps the database file alive as long as the app.
+    _directory: std::sync::Arc<TempDir>,
+}
+
+/// Builds the settings of a test server: cheap argon2 (the tests check
+/// behaviour, not cost), a known secret and admin key, extra flags on top.
+pub struct TestConfig {
+    args: Vec<String>,
+}
+
+impl Default for TestConfig {
+    fn default() -> Self {
+        let args = [
+            "--listen-addr",
+            "127.0.0.1:0",
+            "--admin-api-keys",
+            ADMIN_KEY,
+            "--jwt-secret",
+            JWT_SECRET,
+            "--argon2-memory-kib",
+            "64",
+            "--argon2-iterations",
+            "1",
+            "--argon2-parallelism",
+            "1",
+            "--jwt-leeway",
+            "0s",
+        ];
+        Self {
+            args: args.iter().map(ToString::to_string).collect(),
+        }
+    }
+}
+
+impl TestConfig {
+    /// Adds (or overrides: the last occurrence wins) a flag.
+    pub fn with(mut self, flag: &str, value: &str) -> Self {
+        if let Some(position) = self.args.iter().position(|arg| arg == flag) {
+            self.args[position + 1] = value.to_owned();
+        } else {
+            self.args.push(flag.to_owned());
+            self.args.push(value.to_owned());
+        }
+        self
+    }
+
+    pub fn without(mut self, flag: &str) -> Self {
+        if let Some(position) = self.args.iter().position(|arg| arg == flag) {
+            self.args.drain(position..position + 2);
+        }
+        self
+    }
+
+    /// A server on the same database as `app` (which should be stopped).
+    pub async fn spawn_sharing_database(self, app: &TestApp) -> TestApp {
+        TestApp::start(self.args, app.database_url.clone(), app._directory.clone()).await
+    }
+
+    pub async fn spawn(self) -> TestApp {
+        let directory = std::sync::Arc::new(TempDir::new().expect("temporary directory"));
+        let database_url = format!("sqlite:{}", directory.path().join("test.db").display());
+        TestApp::start(self.args, database_url, directory).await
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    TestConfig::default().spawn().await
+}
+
+fn settings(args: &[String], database_url: &str) -> ServeSettings {
+    let mut argv = vec!["token-authority".to_owned(), "serve".to_owned()];
+    argv.extend(args.iter().cloned());
+    argv.push("--database-url".into());
+    argv.push(database_url.into());
+    match Cli::try_parse_from(argv).expect("test settings parse").command {
+        Command::Serve(settings) => *settings,
+        _ => unreachable!("serve parses as serve"),
+    }
+}
+
+impl TestApp {
+    async fn start(args: Vec<String>, database_url: String, directory: std::sync::Arc<TempDir>) -> Self {
+        let application = Application::build(settings(&args, &database_url))
+            .await
+            .expect("the application builds");
+        let address = application.local_addr();
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(application.run_until_stopped(async {
+            let _ = stopped.await;
+        }));
+        let channel = Channel::from_shared(format!("http://{address}"))
+            .expect("valid uri")
+            .connect()
+            .await
+            .expect("the server accepts connections");
+        Self {
+            address,
+            client: TokenAuthorityClient::new(channel.clone()),
+            admin: TokenAuthorityAdminClient::new(channel),
+            database_url,
+            args,
+            shutdown: Some(shutdown),
+            server: Some(server),
+            _directory: directory,
+        }
+    }
+
+    /// Stops the server gracefully and waits until it has.
+    pub async fn stop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("server stops cleanly");
+        }
+    }
+
+    /// Stops the server and starts a new one on the same database.
+    pub async fn restart(mut self) -> TestApp {
+        self.stop().await;
+        let args = std::mem::take(&mut self.args);
+        TestApp::start(args, self.database_url.clone(), self._directory.clone()).await
+    }
+
+    pub fn channel_uri(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+
+    /// Creates a user through the admin API; returns its id.
+    pub async fn create_user(&mut self, username: &str, password: &str, roles: &[&str]) -> String {
+        let request = admin_request(proto::CreateUserRequest {
+            username: username.into(),
+            password: password.into(),
+            roles: roles.iter().map(ToString::to_string).collect(),
+        });
+        self.admin.create_user(request).await.expect("user created").into_inner().user_id
+    }
+
+    pub async fn login(&mut self, username: &str, password: &str) -> Result<proto::LoginResponse, Status> {
+        self.login_with(proto::LoginRequest {
+            username: username.into(),
+            password: password.into(),
+            ..Default::default()
+        })
+        .await
+    }
+
+    pub async fn login_with(&mut self, request: proto::LoginRequest) -> Result<proto::LoginResponse, Status> {
+        self.client.login(request).await.map(tonic::Response::into_inner)
+    }
+
+    /// A user named `username` with the standard password, logged in once.
+    pub async fn user_with_session(&mut self, username: &str) -> proto::LoginResponse {
+        self.create_user(username, PASSWORD, &["reader"]).await;
+        self.login(username, PASSWORD).await.expect("login succeeds")
+    }
+
+    pub async fn verify(&mut self, token: &str) -> proto::VerifyResponse {
+        self.client
+            .verify(proto::VerifyRequest {
+                access_token: token.into(),
+            })
+            .await
+            .expect("Verify answers")
+            .into_inner()
+    }
+
+    pub async fn refresh(&mut self, token: &str) -> Result<proto::RefreshResponse, Status> {
+        self.client
+            .refresh(proto::RefreshRequest {
+                access_token: token.into(),
+                client: None,
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    pub async fn logout(&mut self, token: &str) -> Result<proto::LogoutResponse, Status> {
+        self.client
+            .logout(proto::LogoutRequest {
+                access_token: token.into(),
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    pub async fn list_sessions(&mut self, token: &str) -> Result<Vec<proto::Session>, Status> {
+        self.client
+            .list_sessions(proto::ListSessionsRequest {
+                access_token: token.into(),
+            })
+            .await
+            .map(|response| response.into_inner().sessions)
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+/// A request carrying the admin key.
+pub fn admin_request<T>(message: T) -> Request<T> {
+    with_key(message, ADMIN_KEY)
+}
+
+pub fn with_key<T>(message: T, key: &str) -> Request<T> {
+    let mut request = Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {key}").parse().expect("ascii"));
+    request
+}
+
+pub fn reason(response: &proto::VerifyResponse) -> proto::VerifyReason {
+    proto::VerifyReason::try_from(response.reason).expect("a known reason")
+}
+
+/// Asserts the status code and that the message names `mentions`.
+#[track_caller]
+pub fn assert_status(result: Result<impl std::fmt::Debug, Status>, code: Code, mentions: &str) -> Status {
+    let status = result.expect_err("the call fails");
+    assert_eq!(status.code(), code, "{status:?}");
+    assert!(
+        status.message().contains(mentions),
+        "message {:?} does not mention {mentions:?}",
+        status.message()
+    );
+    status
+}
+
+/// Decodes a JWT's claims (no verification: tests read what they were given).
+pub fn claims_of(token: &str) -> serde_json::Value {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    let payload = token.split('.').nth(1).expect("a JWT has three parts");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64url")).expect("JSON claims")
+}
+
+/// Signs arbitrary claims with the tests' secret, as HS256.
+pub fn forge_token(header: serde_json::Value, claims: serde_json::Value) -> String {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    use hmac::{Hmac, Mac};
+    let encode = |value: &serde_json::Value| URL_SAFE_NO_PAD.encode(value.to_string());
+    let message = format!("{}.{}", encode(&header), encode(&claims));
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(JWT_SECRET.as_bytes()).expect("any key length");
+    mac.update(message.as_bytes());
+    format!("{message}.{}", URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+}
+
+pub fn header_of(token: &str) -> serde_json::Value {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    let header = token.split('.').next().expect("a JWT has three parts");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).expect("base64url")).expect("JSON header")
+}
+
+pub fn seconds(timestamp: &Option<prost_types::Timestamp>) -> i64 {
+    timestamp.as_ref().expect("timestamp set").seconds
+}
+
+pub async fn sleep(duration: Duration) {
+    tokio::time::sleep(duration).await;
+}

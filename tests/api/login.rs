@@ -1,0 +1,213 @@
+//! Login: sessions, lifetimes, and refusals that reveal nothing.
+
+use tonic::Code;
+use token_authority::{
+    proto::{self, VerifyReason},
+    repository::{DatabaseConfig, Repository},
+};
+
+use crate::helpers::{PASSWORD, TestConfig, assert_status, claims_of, header_of, reason, seconds, spawn_app};
+
+#[tokio::test]
+async fn login_issues_a_24_hour_token_for_a_new_session() {
+    let mut app = spawn_app().await;
+    let user_id = app.create_user("alice", PASSWORD, &["reader", "admin"]).await;
+
+    let login = app.login("alice", PASSWORD).await.unwrap();
+
+    assert_eq!(login.token_type, "Bearer");
+    assert_eq!(login.user_id, user_id);
+    let session = login.session.clone().unwrap();
+    assert_eq!(session.user_id, user_id);
+    assert!(session.current);
+    assert!(!session.remember_me);
+    assert_eq!(seconds(&login.expires_at) - seconds(&session.created_at), 24 * 3600);
+    let claims = claims_of(&login.access_token);
+    assert_eq!(claims["sub"], user_id.as_str());
+    assert_eq!(claims["sid"], session.session_id.as_str());
+    assert_eq!(claims["name"], "alice");
+    assert_eq!(claims["roles"], serde_json::json!(["admin", "reader"]));
+    assert_eq!(claims["iss"], "token-authority");
+    assert_eq!(claims["aud"], "token-authority");
+    assert_eq!(claims["exp"].as_i64().unwrap(), seconds(&login.expires_at));
+    assert_eq!(claims["nbf"], claims["iat"]);
+    assert!(claims["jti"].is_string());
+    let header = header_of(&login.access_token);
+    assert_eq!(header["alg"], "HS256");
+    assert!(header["kid"].as_str().unwrap().starts_with("hs256-"));
+}
+
+#[tokio::test]
+async fn remember_me_lasts_30_days() {
+    let mut app = spawn_app().await;
+    app.create_user("alice", PASSWORD, &[]).await;
+
+    let login = app
+        .login_with(proto::LoginRequest {
+            username: "alice".into(),
+            password: PASSWORD.into(),
+            remember_me: true,
+            client: None,
+        })
+        .await
+        .unwrap();
+
+    let session = login.session.unwrap();
+    assert!(session.remember_me);
+    assert_eq!(seconds(&login.expires_at) - seconds(&session.created_at), 30 * 24 * 3600);
+}
+
+#[tokio::test]
+async fn lifetimes_follow_the_settings() {
+    let mut app = TestConfig::default()
+        .with("--jwt-expires-in", "90m")
+        .with("--jwt-refresh-window", "10m")
+        .spawn()
+        .await;
+    app.create_user("alice", PASSWORD, &[]).await;
+    let login = app.login("alice", PASSWORD).await.unwrap();
+    let session = login.session.unwrap();
+    assert_eq!(seconds(&login.expires_at) - seconds(&session.created_at), 90 * 60);
+}
+
+#[tokio::test]
+async fn usernames_are_case_insensitive_and_client_context_is_stored() {
+    let mut app = spawn_app().await;
+    app.create_user("Alice", PASSWORD, &[]).await;
+
+    let login = app
+        .login_with(proto::LoginRequest {
+            username: "aLiCe".into(),
+            password: PASSWORD.into(),
+            remember_me: false,
+            client: Some(proto::ClientContext {
+                ip_address: "203.0.113.7".into(),
+                user_agent: "Mozilla/5.0".into(),
+                device_id: "phone-1".into(),
+            }),
+        })
+        .await
+        .unwrap();
+
+    assert_eq!(claims_of(&login.access_token)["name"], "Alice");
+    let sessions = app.list_sessions(&login.access_token).await.unwrap();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0].ip_address, "203.0.113.7");
+    assert_eq!(sessions[0].user_agent, "Mozilla/5.0");
+    assert_eq!(sessions[0].device_id, "phone-1");
+}
+
+#[tokio::test]
+async fn unknown_user_and_wrong_password_get_the_same_answer() {
+    let mut app = spawn_app().await;
+    app.create_user("alice", PASSWORD, &[]).await;
+
+    let wrong_password = app.login("alice", "not the password").await.unwrap_err();
+    let unknown_user = app.login("mallory", PASSWORD).await.unwrap_err();
+
+    assert_eq!(wrong_password.code(), Code::Unauthenticated);
+    assert_eq!(unknown_user.code(), wrong_password.code());
+    assert_eq!(unknown_user.message(), wrong_password.message());
+}
+
+#[tokio::test]
+async fn a_disabled_user_cannot_log_in_and_looks_like_a_wrong_password() {
+    let mut app = spawn_app().await;
+    let user_id = app.create_user("alice", PASSWORD, &[]).await;
+    let wrong_password = app.login("alice", "not the password").await.unwrap_err();
+    app.admin
+        .set_user_disabled(crate::helpers::admin_request(proto::SetUserDisabledRequest {
+            user_id,
+            disabled: true,
+        }))
+        .await
+        .unwrap();
+
+    let disabled = app.login("alice", PASSWORD).await.unwrap_err();
+
+    assert_eq!(disabled.code(), Code::Unauthenticated);
+    assert_eq!(disabled.message(), wrong_password.message());
+}
+
+#[tokio::test]
+async fn long_passwords_work_whole() {
+    let mut app = spawn_app().await;
+    let long = "Ünïcödé pässwörd ".repeat(40); // 64+ characters, under 1024 bytes
+    assert!(long.chars().count() > 64 && long.len() <= 1024);
+    app.create_user("alice", &long, &[]).await;
+
+    app.login("alice", &long).await.unwrap();
+    let truncated: String = long.chars().take(72).collect();
+    assert_status(app.login("alice", &truncated).await, Code::Unauthenticated, "invalid username or password");
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_before_any_work_and_names_the_field() {
+    let mut app = spawn_app().await;
+    let cases = [
+        (String::new(), PASSWORD.to_owned(), "username"),
+        ("a".repeat(257), PASSWORD.to_owned(), "username"),
+        ("alice".to_owned(), String::new(), "password"),
+        ("alice".to_owned(), "p".repeat(1025), "password"),
+    ];
+    for (username, password, field) in cases {
+        let result = app.login(&username, &password).await;
+        assert_status(result, Code::InvalidArgument, field);
+    }
+    let bad_ip = app
+        .login_with(proto::LoginRequest {
+            username: "alice".into(),
+            password: PASSWORD.into(),
+            remember_me: false,
+            client: Some(proto::ClientContext {
+                ip_address: "not-an-ip".into(),
+                ..Default::default()
+            }),
+        })
+        .await;
+    assert_status(bad_ip, Code::InvalidArgument, "client.ip_address");
+}
+
+#[tokio::test]
+async fn a_login_with_outdated_argon2_parameters_upgrades_the_hash() {
+    let mut app = spawn_app().await;
+    app.create_user("alice", PASSWORD, &[]).await;
+    app.stop().await;
+    let mut app = TestConfig::default()
+        .with("--argon2-memory-kib", "128")
+        .spawn_sharing_database(&app)
+        .await;
+
+    app.login("alice", PASSWORD).await.unwrap();
+
+    let repository = Repository::connect(&DatabaseConfig {
+        url: app.database_url.clone(),
+        max_connections: 1,
+        acquire_timeout: std::time::Duration::from_secs(5),
+    })
+    .await
+    .unwrap();
+    let user = repository
+        .find_user_by_username(&token_authority::domain::Username::parse("username", "alice").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    use secrecy::ExposeSecret;
+    assert!(user.password_hash.expose_secret().starts_with("$argon2id$v=19$m=128,t=1,p=1$"));
+    // And the password still works with the new hash.
+    app.login("alice", PASSWORD).await.unwrap();
+}
+
+#[tokio::test]
+async fn sessions_and_tokens_survive_a_restart() {
+    let mut app = TestConfig::default().without("--jwt-secret").spawn().await;
+    let login = app.user_with_session("alice").await;
+
+    let mut app = app.restart().await;
+
+    let verified = app.verify(&login.access_token).await;
+    assert_eq!(reason(&verified), VerifyReason::Ok, "the generated key is kept in the database");
+    let sessions = app.list_sessions(&login.access_token).await.unwrap();
+    assert_eq!(sessions.len(), 1);
+    app.refresh(&login.access_token).await.unwrap();
+}

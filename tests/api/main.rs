@@ -1,0 +1,13 @@
+//! Integration tests: one binary, each test starting the real server on
+//! 127.0.0.1 port 0 with a database of its own and talking to it over gRPC
+//! with the generated client.
+
+mod admin;
+mod cli;
+mod health;
+mod helpers;
+mod login;
+mod logout;
+mod passwords;
+mod refresh;
+mod verify;
