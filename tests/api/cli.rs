@@ -39,6 +39,18 @@ fn create_user(directory: &TempDir, username: &str, password: &str) -> std::proc
     child.wait_with_output().unwrap()
 }
 
+async fn login(
+    client: &mut TokenAuthorityClient<tonic::transport::Channel>,
+    password: &str,
+) -> Result<proto::LoginResponse, tonic::Status> {
+    let request = proto::LoginRequest {
+        username: "alice".into(),
+        password: password.into(),
+        ..Default::default()
+    };
+    client.login(request).await.map(tonic::Response::into_inner)
+}
+
 /// A running `token-authority serve` process and its log lines.
 struct ServerProcess {
     child: tokio::process::Child,
@@ -115,17 +127,7 @@ async fn user_create_reads_the_password_from_stdin_and_the_user_can_log_in() {
     assert!(uuid::Uuid::try_parse(&user_id).is_ok(), "prints the new user's id: {user_id:?}");
 
     let server = ServerProcess::start(&directory, &[]).await;
-    let login = server
-        .client()
-        .await
-        .login(proto::LoginRequest {
-            username: "alice".into(),
-            password: PASSWORD.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let login = login(&mut server.client().await, PASSWORD).await.unwrap();
     assert_eq!(login.user_id, user_id);
     server.terminate();
     assert!(server.wait().await.0.success());
@@ -187,22 +189,8 @@ async fn sigterm_stops_the_server_cleanly_and_logs_hold_no_secrets() {
     )
     .await;
     let mut client = server.client().await;
-    let login = client
-        .login(proto::LoginRequest {
-            username: "alice".into(),
-            password: PASSWORD.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let _ = client
-        .login(proto::LoginRequest {
-            username: "alice".into(),
-            password: "wrong password guess".into(),
-            ..Default::default()
-        })
-        .await;
+    let _ = login(&mut client, "wrong password guess").await;
+    let login = login(&mut client, PASSWORD).await.unwrap();
     let refreshed = client
         .refresh(proto::RefreshRequest {
             access_token: login.access_token.clone(),

@@ -93,6 +93,19 @@ impl TestConfig {
     }
 }
 
+/// A server whose tokens live one second, and a session whose token has expired.
+pub async fn expired_session() -> (TestApp, proto::LoginResponse) {
+    let mut app = TestConfig::default()
+        .with("--jwt-expires-in", "1s")
+        .with("--jwt-refresh-window", "0s")
+        .with("--jwt-rotation-grace", "0s")
+        .spawn()
+        .await;
+    let login = app.user_with_session("alice").await;
+    sleep(Duration::from_millis(2100)).await;
+    (app, login)
+}
+
 pub async fn spawn_app() -> TestApp {
     TestConfig::default().spawn().await
 }

@@ -1,11 +1,9 @@
 //! Logout, logout of all sessions, and listing sessions.
 
-use std::time::Duration;
-
 use tonic::Code;
 use token_authority::proto::{self, VerifyReason};
 
-use crate::helpers::{PASSWORD, TestConfig, assert_status, reason, sleep, spawn_app};
+use crate::helpers::{PASSWORD, assert_status, reason, spawn_app};
 
 #[tokio::test]
 async fn logout_revokes_the_session_and_twice_is_fine() {
@@ -24,14 +22,7 @@ async fn logout_revokes_the_session_and_twice_is_fine() {
 
 #[tokio::test]
 async fn logout_takes_an_expired_token() {
-    let mut app = TestConfig::default()
-        .with("--jwt-expires-in", "1s")
-        .with("--jwt-refresh-window", "0s")
-        .with("--jwt-rotation-grace", "0s")
-        .spawn()
-        .await;
-    let login = app.user_with_session("alice").await;
-    sleep(Duration::from_millis(2100)).await;
+    let (mut app, login) = crate::helpers::expired_session().await;
 
     app.logout(&login.access_token).await.unwrap();
 }

@@ -135,14 +135,7 @@ async fn refresh_replaces_the_client_context_when_given() {
 
 #[tokio::test]
 async fn expired_revoked_and_garbage_tokens_cannot_refresh() {
-    let mut app = TestConfig::default()
-        .with("--jwt-expires-in", "1s")
-        .with("--jwt-refresh-window", "0s")
-        .with("--jwt-rotation-grace", "0s")
-        .spawn()
-        .await;
-    let login = app.user_with_session("alice").await;
-    sleep(Duration::from_millis(2100)).await;
+    let (mut app, login) = crate::helpers::expired_session().await;
     assert_status(app.refresh(&login.access_token).await, Code::Unauthenticated, "expired");
 
     let second = app.login("alice", crate::helpers::PASSWORD).await.unwrap();

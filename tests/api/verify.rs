@@ -45,14 +45,7 @@ async fn needs_refresh_is_set_within_the_refresh_window() {
 
 #[tokio::test]
 async fn expired_tokens_are_expired() {
-    let mut app = TestConfig::default()
-        .with("--jwt-expires-in", "1s")
-        .with("--jwt-refresh-window", "0s")
-        .with("--jwt-rotation-grace", "0s")
-        .spawn()
-        .await;
-    let login = app.user_with_session("alice").await;
-    sleep(Duration::from_millis(2100)).await;
+    let (mut app, login) = crate::helpers::expired_session().await;
 
     let verified = app.verify(&login.access_token).await;
 
