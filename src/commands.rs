@@ -9,7 +9,8 @@ use crate::{
     authority::{self, PasswordPool},
     domain::{NewPassword, Roles, Username, passwords::PasswordHasher},
     repository::Repository,
-    settings::{Command, CreateUserArgs, DatabaseSettings, ServeSettings, UserCommand},
+    domain::Timestamp,
+    settings::{CleanupArgs, Command, CreateUserArgs, DatabaseSettings, ServeSettings, UserCommand},
     startup::Application,
 };
 
@@ -17,6 +18,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(settings) => serve(*settings).await,
         Command::Migrate(database) => migrate(&database).await,
+        Command::Cleanup(args) => cleanup(args).await,
         Command::User {
             command: UserCommand::Create(args),
         } => create_user(args).await,
@@ -40,6 +42,18 @@ async fn migrate(database: &DatabaseSettings) -> anyhow::Result<()> {
     let repository = connect(database).await?;
     repository.close().await;
     info!("database schema is up to date");
+    Ok(())
+}
+
+async fn cleanup(args: CleanupArgs) -> anyhow::Result<()> {
+    let policy = args.retention.policy(&args.tokens)?;
+    let repository = connect(&args.database).await?;
+    let report = authority::cleanup(&repository, None, &policy, Timestamp::now()).await?;
+    repository.close().await;
+    println!(
+        "deleted {} expired sessions and {} old revocation events",
+        report.sessions_deleted, report.events_deleted
+    );
     Ok(())
 }
 

@@ -6,6 +6,7 @@ pub mod commands;
 pub mod domain;
 pub mod grpc;
 pub mod repository;
+pub mod revocations;
 pub mod settings;
 pub mod startup;
 pub mod telemetry;

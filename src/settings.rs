@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::{
+    authority::CleanupPolicy,
     domain::{
         TokenLifetimes,
         passwords::Argon2Settings,
@@ -34,6 +35,8 @@ pub enum Command {
     Serve(Box<ServeSettings>),
     /// Applies pending database migrations and exits.
     Migrate(DatabaseSettings),
+    /// Deletes expired sessions and old revocation events once, and exits.
+    Cleanup(CleanupArgs),
     /// Manages users.
     User {
         #[command(subcommand)]
@@ -58,6 +61,16 @@ pub struct CreateUserArgs {
     pub database: DatabaseSettings,
     #[command(flatten)]
     pub argon2: Argon2Args,
+}
+
+#[derive(Debug, Args)]
+pub struct CleanupArgs {
+    #[command(flatten)]
+    pub database: DatabaseSettings,
+    #[command(flatten)]
+    pub tokens: TokenSettings,
+    #[command(flatten)]
+    pub retention: RetentionSettings,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -92,6 +105,20 @@ pub struct ServeSettings {
     /// With none, every admin call is refused.
     #[arg(long, env = "ADMIN_API_KEYS", value_delimiter = ',', value_parser = parse_api_key, hide_env_values = true)]
     pub admin_api_keys: Vec<SecretString>,
+    /// Keys that may only watch revocations (WatchRevocations), comma-separated.
+    #[arg(long, env = "SERVICE_API_KEYS", value_delimiter = ',', value_parser = parse_api_key, hide_env_values = true)]
+    pub service_api_keys: Vec<SecretString>,
+    /// A heartbeat goes out on a revocation stream idle this long.
+    #[arg(long, env = "REVOCATION_HEARTBEAT", default_value = "15s")]
+    pub revocation_heartbeat: humantime::Duration,
+    /// Events kept in memory for subscribers; one further behind reads the database.
+    #[arg(long, env = "REVOCATION_BUFFER", default_value_t = 4096)]
+    pub revocation_buffer: usize,
+    /// The outbox is read at least this often, besides every local commit.
+    #[arg(long, env = "REVOCATION_POLL_INTERVAL", default_value = "1s")]
+    pub revocation_poll_interval: humantime::Duration,
+    #[command(flatten)]
+    pub retention: RetentionSettings,
     /// How many sessions Verify keeps in memory (about 150 bytes each).
     #[arg(long, env = "SESSION_CACHE_CAPACITY", default_value_t = 1_000_000)]
     pub session_cache_capacity: usize,
@@ -107,6 +134,30 @@ pub struct ServeSettings {
     /// How long shutdown waits for in-flight calls before exiting anyway.
     #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "30s")]
     pub shutdown_timeout: humantime::Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct RetentionSettings {
+    /// How often expired sessions and old revocation events are deleted.
+    #[arg(long, env = "CLEANUP_INTERVAL", default_value = "1h")]
+    pub cleanup_interval: humantime::Duration,
+    /// Revocation events are kept for the longest token lifetime plus this.
+    #[arg(long, env = "REVOCATION_RETENTION_MARGIN", default_value = "1h")]
+    pub revocation_retention_margin: humantime::Duration,
+}
+
+impl RetentionSettings {
+    pub fn policy(&self, tokens: &TokenSettings) -> Result<CleanupPolicy, SettingsError> {
+        if self.cleanup_interval.is_zero() {
+            return Err(invalid("CLEANUP_INTERVAL", "must be longer than 0s"));
+        }
+        let lifetimes = tokens.lifetimes()?;
+        Ok(CleanupPolicy {
+            // Past the leeway, no check accepts the token any more.
+            session_grace: *tokens.jwt_leeway + Duration::from_secs(60),
+            event_retention: lifetimes.standard.max(lifetimes.remember_me) + *self.revocation_retention_margin,
+        })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -210,6 +261,16 @@ impl ServeSettings {
         }
         if self.password_hashing_queue == 0 {
             return Err(invalid("PASSWORD_HASHING_QUEUE", "must be at least 1"));
+        }
+        self.retention.policy(&self.tokens)?;
+        if self.revocation_heartbeat.is_zero() {
+            return Err(invalid("REVOCATION_HEARTBEAT", "must be longer than 0s"));
+        }
+        if self.revocation_buffer == 0 {
+            return Err(invalid("REVOCATION_BUFFER", "must be at least 1"));
+        }
+        if self.revocation_poll_interval.is_zero() {
+            return Err(invalid("REVOCATION_POLL_INTERVAL", "must be longer than 0s"));
         }
         if self.health_check_interval.is_zero() {
             return Err(invalid("HEALTH_CHECK_INTERVAL", "must be longer than 0s"));

@@ -14,7 +14,7 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 use tracing::{info, warn};
 
 use crate::{
-    authority::{Authority, PasswordPool, SessionCache},
+    authority::{Authority, CleanupPolicy, PasswordPool, SessionCache, cleanup_periodically},
     domain::{
         Timestamp,
         passwords::PasswordHasher,
@@ -25,6 +25,7 @@ use crate::{
         proto::{token_authority_admin_server::TokenAuthorityAdminServer, token_authority_server::TokenAuthorityServer},
     },
     repository::Repository,
+    revocations::{FeedSettings, RevocationFeed},
     settings::{ServeSettings, TokenSettings},
 };
 
@@ -40,7 +41,11 @@ pub struct Application {
     local_addr: SocketAddr,
     repository: Repository,
     authority: Arc<Authority>,
+    sessions: Arc<SessionCache>,
+    revocations: Arc<RevocationFeed>,
     api_keys: ApiKeys,
+    cleanup_policy: CleanupPolicy,
+    cleanup_interval: Duration,
     health_check_interval: Duration,
     shutdown_timeout: Duration,
 }
@@ -64,14 +69,26 @@ impl Application {
         )
         .context("cannot start the password hashing threads")?;
         let sessions = Arc::new(SessionCache::new(settings.session_cache_capacity));
+        let revocations = RevocationFeed::start(
+            repository.clone(),
+            sessions.clone(),
+            FeedSettings {
+                heartbeat: *settings.revocation_heartbeat,
+                poll_interval: *settings.revocation_poll_interval,
+                buffer: settings.revocation_buffer,
+            },
+        )
+        .await
+        .context("cannot read the revocation outbox")?;
         let authority = Authority::new(
             repository.clone(),
             Arc::new(keyring),
             settings.tokens.lifetimes()?,
             passwords,
-            sessions,
-        );
-        let api_keys = ApiKeys::new(&settings.admin_api_keys);
+            sessions.clone(),
+        )
+        .with_listener(revocations.clone());
+        let api_keys = ApiKeys::new(&settings.admin_api_keys, &settings.service_api_keys);
         if !api_keys.admin_configured() {
             warn!("ADMIN_API_KEYS is not set: every admin call will be refused (PERMISSION_DENIED); set ADMIN_API_KEYS=<key>[,<key>...] to enable the admin API");
         }
@@ -84,7 +101,11 @@ impl Application {
             local_addr,
             repository,
             authority: Arc::new(authority),
+            sessions,
+            revocations,
             api_keys,
+            cleanup_policy: settings.retention.policy(&settings.tokens)?,
+            cleanup_interval: *settings.retention.cleanup_interval,
             health_check_interval: *settings.health_check_interval,
             shutdown_timeout: *settings.shutdown_timeout,
         })
@@ -96,7 +117,9 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves; then health turns NOT_SERVING,
-    /// in-flight calls finish (up to SHUTDOWN_TIMEOUT) and it returns.
+    /// revocation streams end with UNAVAILABLE (so their clients reconnect
+    /// elsewhere), in-flight calls finish (up to SHUTDOWN_TIMEOUT) and it
+    /// returns.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let (health, health_service) = tonic_health::server::health_reporter();
         set_health(&health, ServingStatus::Serving).await;
@@ -108,7 +131,19 @@ impl Application {
 
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
-        let token_authority = TokenAuthorityServer::new(TokenAuthorityService::new(self.authority.clone()));
+        let (stop_background, background_stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(cleanup_periodically(
+            self.repository.clone(),
+            self.sessions.clone(),
+            self.cleanup_policy,
+            self.cleanup_interval,
+            background_stopped,
+        ));
+        let token_authority = TokenAuthorityServer::new(TokenAuthorityService::new(
+            self.authority.clone(),
+            self.revocations.clone(),
+            self.api_keys.clone(),
+        ));
         let admin = InterceptedService::new(
             TokenAuthorityAdminServer::new(AdminService::new(self.authority.clone())),
             self.api_keys.require_admin(),
@@ -130,14 +165,18 @@ impl Application {
         tokio::select! {
             result = &mut server => {
                 health_probe.abort();
+                let _ = stop_background.send(true);
+                self.revocations.shut_down();
                 return result.context("the gRPC server stopped");
             }
             () = shutdown => {}
         }
 
-        info!("shutting down: health NOT_SERVING, finishing in-flight calls");
+        info!("shutting down: health NOT_SERVING, ending revocation streams, finishing in-flight calls");
         health_probe.abort();
         set_health(&health, ServingStatus::NotServing).await;
+        let _ = stop_background.send(true);
+        self.revocations.shut_down();
         let _ = stop.send(());
         match tokio::time::timeout(self.shutdown_timeout, server).await {
             Ok(result) => result.context("the gRPC server failed while stopping")?,

@@ -7,6 +7,7 @@
 //! on this replica sees the change at once, and announces the outbox events.
 
 mod admin;
+mod cleanup;
 mod error;
 mod login;
 mod password_pool;
@@ -21,6 +22,7 @@ pub use sessions::PasswordChanged;
 use std::sync::Arc;
 
 pub use admin::create_user;
+pub use cleanup::{CleanupPolicy, CleanupReport, cleanup, cleanup_periodically};
 pub use error::AuthorityError;
 pub use password_pool::PasswordPool;
 pub use session_cache::SessionCache;

@@ -19,7 +19,7 @@ use std::{
     sync::Mutex,
 };
 
-use crate::domain::{SessionId, SessionState};
+use crate::domain::{SessionId, SessionState, TokenId};
 
 const SHARDS: usize = 64;
 
@@ -87,6 +87,26 @@ impl SessionCache {
         shard.entries.remove(&id);
     }
 
+    /// A revocation seen in the outbox: if cached, the session is revoked
+    /// now. Revocation is final, so this never needs the database.
+    pub fn mark_revoked(&self, id: SessionId) {
+        let mut shard = self.lock(self.shard_of(id));
+        shard.epoch += 1;
+        if let Some(cached) = shard.entries.get_mut(&id) {
+            cached.revoked = true;
+        }
+    }
+
+    /// A rotation seen in the outbox: if the cache still takes `token` for
+    /// the current token, it is stale; the next Verify reads the session.
+    pub fn retire(&self, id: SessionId, token: TokenId) {
+        let mut shard = self.lock(self.shard_of(id));
+        shard.epoch += 1;
+        if shard.entries.get(&id).is_some_and(|cached| cached.current_token_id == token) {
+            shard.entries.remove(&id);
+        }
+    }
+
     pub fn len(&self) -> usize {
         (0..SHARDS).map(|shard| self.lock(shard).entries.len()).sum()
     }
@@ -124,7 +144,7 @@ impl SessionCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Timestamp, TokenId, UserId};
+    use crate::domain::{Timestamp, UserId};
 
     fn state(id: SessionId, version: i64) -> SessionState {
         SessionState {
@@ -160,6 +180,20 @@ mod tests {
         assert!(cache.get(id).is_none());
         cache.fill(cache.ticket(id), state(id, 1));
         assert!(cache.get(id).is_some());
+    }
+
+    #[test]
+    fn outbox_events_revoke_or_evict_what_they_touch() {
+        let cache = SessionCache::new(100);
+        let id = SessionId::generate();
+        let cached = state(id, 1);
+        cache.store(cached);
+        cache.retire(id, TokenId::generate());
+        assert!(cache.get(id).is_some(), "another token's retirement changes nothing");
+        cache.mark_revoked(id);
+        assert!(cache.get(id).unwrap().revoked);
+        cache.retire(id, cached.current_token_id);
+        assert!(cache.get(id).is_none(), "the current token retired elsewhere: read it again");
     }
 
     #[test]

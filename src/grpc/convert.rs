@@ -6,9 +6,10 @@ use super::proto;
 use crate::{
     authority::{InvalidReason, IssuedSession, LoginRequest, Verdict},
     domain::{
-        AccessToken, ClientContext, Password, Session, SessionId, Timestamp, Username, ValidationError,
-        tokens::TokenRejection,
+        AccessToken, ClientContext, Password, RevocationEvent, RevocationReason, Session, SessionId, Timestamp,
+        Username, ValidationError, tokens::TokenRejection,
     },
+    revocations::FeedItem,
 };
 
 pub fn timestamp(time: Timestamp) -> prost_types::Timestamp {
@@ -124,5 +125,50 @@ fn verify_reason(reason: InvalidReason) -> proto::VerifyReason {
         InvalidReason::Revoked => Reason::Revoked,
         InvalidReason::Rotated => Reason::Rotated,
         InvalidReason::UnknownSession => Reason::UnknownSession,
+    }
+}
+
+impl From<FeedItem> for proto::RevocationEvent {
+    fn from(item: FeedItem) -> Self {
+        use proto::RevocationEventKind as Kind;
+        match item {
+            FeedItem::Revoked(event) => revocation_event(&event),
+            FeedItem::SnapshotEnd { cursor } => Self {
+                cursor,
+                kind: Kind::SnapshotEnd.into(),
+                ..Self::default()
+            },
+            FeedItem::Heartbeat { cursor } => Self {
+                cursor,
+                kind: Kind::Heartbeat.into(),
+                ..Self::default()
+            },
+        }
+    }
+}
+
+fn revocation_event(event: &RevocationEvent) -> proto::RevocationEvent {
+    proto::RevocationEvent {
+        cursor: event.cursor,
+        kind: proto::RevocationEventKind::Revoked.into(),
+        session_id: event.session_id.to_string(),
+        user_id: event.user_id.to_string(),
+        token_id: event.token_id.map(|token| token.to_string()).unwrap_or_default(),
+        reason: revocation_reason(event.reason).into(),
+        revoked_at: Some(timestamp(event.revoked_at)),
+        expires_at: Some(timestamp(event.expires_at)),
+    }
+}
+
+fn revocation_reason(reason: RevocationReason) -> proto::RevocationReason {
+    use proto::RevocationReason as Reason;
+    match reason {
+        RevocationReason::Logout => Reason::Logout,
+        RevocationReason::LogoutAll => Reason::LogoutAll,
+        RevocationReason::PasswordChanged => Reason::PasswordChanged,
+        RevocationReason::ReuseDetected => Reason::ReuseDetected,
+        RevocationReason::Admin => Reason::Admin,
+        RevocationReason::UserDisabled => Reason::UserDisabled,
+        RevocationReason::Rotated => Reason::Rotated,
     }
 }

@@ -9,6 +9,7 @@ use crate::{
     authority::AuthorityError,
     domain::ValidationError,
     repository::RepositoryError,
+    revocations::FeedError,
 };
 
 impl From<AuthorityError> for Status {
@@ -32,6 +33,18 @@ impl From<AuthorityError> for Status {
                 tracing::error!(error = %cause, "internal error");
                 Status::internal("internal error")
             }
+        }
+    }
+}
+
+impl From<FeedError> for Status {
+    fn from(error: FeedError) -> Self {
+        let message = error.to_string();
+        match error {
+            FeedError::CursorTooOld { .. } | FeedError::CursorAhead { .. } => Status::out_of_range(message),
+            FeedError::ShuttingDown => Status::unavailable(message),
+            FeedError::ClientGone => Status::cancelled(message),
+            FeedError::Repository(error) => repository_status(&error),
         }
     }
 }

@@ -1,31 +1,61 @@
 //! `tokenauthority.v1.TokenAuthority`: the calls backend services make on
 //! behalf of their users. Each handler parses, calls the authority, responds.
 
-use std::sync::Arc;
+use std::{pin::Pin, sync::Arc};
 
+use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use super::{
+    ApiKeys,
     convert::{self, access_token, client_context},
     proto::{self, token_authority_server::TokenAuthority},
 };
 use crate::{
     authority::{Authority, LoginRequest},
     domain::{NewPassword, Password},
+    revocations::{RevocationFeed, WatchRequest},
 };
 
 pub struct TokenAuthorityService {
     authority: Arc<Authority>,
+    revocations: Arc<RevocationFeed>,
+    api_keys: ApiKeys,
 }
 
 impl TokenAuthorityService {
-    pub fn new(authority: Arc<Authority>) -> Self {
-        Self { authority }
+    pub fn new(authority: Arc<Authority>, revocations: Arc<RevocationFeed>, api_keys: ApiKeys) -> Self {
+        Self {
+            authority,
+            revocations,
+            api_keys,
+        }
     }
 }
 
+type RevocationStream = Pin<Box<dyn Stream<Item = Result<proto::RevocationEvent, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl TokenAuthority for TokenAuthorityService {
+    type WatchRevocationsStream = RevocationStream;
+
+    async fn watch_revocations(
+        &self,
+        request: Request<proto::WatchRevocationsRequest>,
+    ) -> Result<Response<Self::WatchRevocationsStream>, Status> {
+        self.api_keys.authorize_watcher(request.metadata())?;
+        let request = request.into_inner();
+        let items = self
+            .revocations
+            .subscribe(WatchRequest {
+                after_cursor: request.after_cursor,
+                include_snapshot: request.include_snapshot,
+            })
+            .await?;
+        let events = items.map(|item| item.map(proto::RevocationEvent::from).map_err(Status::from));
+        Ok(Response::new(Box::pin(events)))
+    }
+
     async fn login(&self, request: Request<proto::LoginRequest>) -> Result<Response<proto::LoginResponse>, Status> {
         let request = LoginRequest::try_from(request.into_inner())?;
         let issued = self.authority.login(request).await?;

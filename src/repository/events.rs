@@ -1,10 +1,13 @@
 //! The revocation outbox: appending events inside the revoking transaction,
 //! and reading them back in cursor order.
 
-use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, sea_query::{Expr, ExprTrait}};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    sea_query::{Expr, ExprTrait},
+};
 
 use super::{
-    RepositoryError, Rotation,
+    Repository, RepositoryError, Rotation,
     entities::{revocation_cursor, revocation_events},
 };
 use crate::domain::{RevocationEvent, RevocationReason, Session, SessionId, Timestamp, TokenId, UserId};
@@ -13,6 +16,103 @@ use crate::domain::{RevocationEvent, RevocationReason, Session, SessionId, Times
 const CURSOR_ROW: i32 = 1;
 /// Rows per INSERT: far below SQLite's limit of bound parameters.
 const INSERT_CHUNK: usize = 500;
+
+/// Where the outbox stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CursorBounds {
+    /// The last cursor committed (0 before the first event).
+    pub latest: u64,
+    /// Events up to and including this cursor may have been deleted.
+    pub pruned_through: u64,
+}
+
+impl Repository {
+    pub async fn cursor_bounds(&self) -> Result<CursorBounds, RepositoryError> {
+        let row = revocation_cursor::Entity::find_by_id(CURSOR_ROW)
+            .one(self.connection())
+            .await?
+            .ok_or_else(|| RepositoryError::corrupt("revocation_cursor row is missing"))?;
+        Ok(CursorBounds {
+            latest: cursor_from_stored(row.last_cursor)?,
+            pruned_through: cursor_from_stored(row.pruned_through)?,
+        })
+    }
+
+    /// Up to `limit` events after `after`, in cursor order.
+    pub async fn events_after(&self, after: u64, limit: u64) -> Result<Vec<RevocationEvent>, RepositoryError> {
+        let after = revocation_events::Column::Cursor.gt(cursor_to_stored(after));
+        self.events_where(Condition::all().add(after), limit).await
+    }
+
+    /// Up to `limit` events in `(after, through]` whose tokens have not
+    /// expired at `now`, in cursor order: a page of the snapshot.
+    pub async fn unexpired_events(
+        &self,
+        after: u64,
+        through: u64,
+        now: Timestamp,
+        limit: u64,
+    ) -> Result<Vec<RevocationEvent>, RepositoryError> {
+        let condition = Condition::all()
+            .add(revocation_events::Column::Cursor.gt(cursor_to_stored(after)))
+            .add(revocation_events::Column::Cursor.lte(cursor_to_stored(through)))
+            .add(revocation_events::Column::ExpiresAt.gt(now.as_millis()));
+        self.events_where(condition, limit).await
+    }
+
+    async fn events_where(&self, condition: Condition, limit: u64) -> Result<Vec<RevocationEvent>, RepositoryError> {
+        revocation_events::Entity::find()
+            .filter(condition)
+            .order_by_asc(revocation_events::Column::Cursor)
+            .limit(limit)
+            .all(self.connection())
+            .await?
+            .into_iter()
+            .map(event_from_model)
+            .collect()
+    }
+
+    /// Deletes the oldest events revoked before `cutoff`, at most `batch` of
+    /// them, always a prefix of the cursor order so that `pruned_through`
+    /// stays exact. Returns how many were deleted (0: nothing left to do).
+    pub async fn prune_events(&self, cutoff: Timestamp, batch: u64) -> Result<u64, RepositoryError> {
+        let transaction = self.begin_write().await?;
+        let oldest = revocation_events::Entity::find()
+            .order_by_asc(revocation_events::Column::Cursor)
+            .limit(batch)
+            .all(&*transaction)
+            .await?;
+        let Some(end) = oldest
+            .iter()
+            .take_while(|event| event.revoked_at < cutoff.as_millis())
+            .last()
+            .map(|event| event.cursor)
+        else {
+            return Ok(0);
+        };
+        let deleted = revocation_events::Entity::delete_many()
+            .filter(revocation_events::Column::Cursor.lte(end))
+            .exec(&*transaction)
+            .await?
+            .rows_affected;
+        revocation_cursor::Entity::update_many()
+            .col_expr(revocation_cursor::Column::PrunedThrough, end.into())
+            .filter(revocation_cursor::Column::Id.eq(CURSOR_ROW))
+            .filter(revocation_cursor::Column::PrunedThrough.lt(end))
+            .exec(&*transaction)
+            .await?;
+        transaction.commit().await?;
+        Ok(deleted)
+    }
+}
+
+fn cursor_to_stored(cursor: u64) -> i64 {
+    i64::try_from(cursor).unwrap_or(i64::MAX)
+}
+
+fn cursor_from_stored(cursor: i64) -> Result<u64, RepositoryError> {
+    u64::try_from(cursor).map_err(|_| RepositoryError::corrupt(format!("negative revocation cursor {cursor}")))
+}
 
 /// An event before it has a cursor.
 pub(super) struct EventDraft {
@@ -77,7 +177,7 @@ pub(super) async fn append_events(
         .into_iter()
         .zip(last - count + 1..)
         .map(|(draft, cursor)| RevocationEvent {
-            cursor: u64::try_from(cursor).unwrap_or_default(),
+            cursor: cursor_from_stored(cursor).unwrap_or_default(),
             session_id: draft.session_id,
             user_id: draft.user_id,
             token_id: draft.token_id,
@@ -96,7 +196,7 @@ pub(super) async fn append_events(
 
 fn event_to_model(event: &RevocationEvent) -> revocation_events::ActiveModel {
     revocation_events::ActiveModel {
-        cursor: Set(i64::try_from(event.cursor).unwrap_or(i64::MAX)),
+        cursor: Set(cursor_to_stored(event.cursor)),
         session_id: Set(event.session_id.as_uuid()),
         user_id: Set(event.user_id.as_uuid()),
         token_id: Set(event.token_id.map(|token| token.as_uuid())),
@@ -106,12 +206,11 @@ fn event_to_model(event: &RevocationEvent) -> revocation_events::ActiveModel {
     }
 }
 
-pub(super) fn event_from_model(model: revocation_events::Model) -> Result<RevocationEvent, RepositoryError> {
+fn event_from_model(model: revocation_events::Model) -> Result<RevocationEvent, RepositoryError> {
     let reason = RevocationReason::from_stored(&model.reason)
         .ok_or_else(|| RepositoryError::corrupt(format!("reason of revocation event {}", model.cursor)))?;
     Ok(RevocationEvent {
-        cursor: u64::try_from(model.cursor)
-            .map_err(|_| RepositoryError::corrupt(format!("revocation event cursor {}", model.cursor)))?,
+        cursor: cursor_from_stored(model.cursor)?,
         session_id: SessionId::from_uuid(model.session_id),
         user_id: UserId::from_uuid(model.user_id),
         token_id: model.token_id.map(TokenId::from_uuid),

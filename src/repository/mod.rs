@@ -29,6 +29,7 @@ use sqlx::{
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
 pub use error::RepositoryError;
+pub use events::CursorBounds;
 pub use sessions::{PasswordChange, Revocations, Rotation};
 pub use users::{NewUser, UserRecord};
 

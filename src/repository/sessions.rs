@@ -3,7 +3,7 @@
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect,
-    sea_query::{Expr, ExprTrait},
+    sea_query::{Expr, ExprTrait, Query},
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -41,6 +41,7 @@ pub struct Revocations {
     pub events: Vec<RevocationEvent>,
 }
 
+#[allow(clippy::large_enum_variant, reason = "made once per password change")]
 pub enum PasswordChange {
     Done {
         /// The caller's session, rotated to a new token.
@@ -131,6 +132,24 @@ impl Repository {
         let revocations = revoke_user_sessions(&transaction, user_id, keep, reason, now).await?;
         transaction.commit().await?;
         Ok(revocations)
+    }
+
+    /// Deletes up to `batch` sessions whose every token expired before
+    /// `cutoff`; returns their ids (none left: an empty list).
+    pub async fn delete_expired_sessions(&self, cutoff: Timestamp, batch: u64) -> Result<Vec<SessionId>, RepositoryError> {
+        let transaction = self.begin_write().await?;
+        let expired = Query::select()
+            .column(sessions::Column::Id)
+            .from(sessions::Entity)
+            .and_where(sessions::Column::ExpiresAt.lt(cutoff.as_millis()))
+            .limit(batch)
+            .to_owned();
+        let deleted = sessions::Entity::delete_many()
+            .filter(sessions::Column::Id.in_subquery(expired))
+            .exec_with_returning(&*transaction)
+            .await?;
+        transaction.commit().await?;
+        Ok(deleted.into_iter().map(|model| SessionId::from_uuid(model.id)).collect())
     }
 
     /// Stores a new password hash, revokes every other live session of the

@@ -226,3 +226,14 @@ async fn sigterm_stops_the_server_cleanly_and_logs_hold_no_secrets() {
         assert!(!all.contains(secret), "the logs contain {secret:?}");
     }
 }
+
+#[test]
+fn cleanup_runs_once_and_reports_what_it_removed() {
+    let directory = TempDir::new().unwrap();
+    let output = command(&directory).arg("cleanup").output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout).trim(),
+        "deleted 0 expired sessions and 0 old revocation events"
+    );
+}

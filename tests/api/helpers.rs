@@ -5,16 +5,18 @@ use std::{net::SocketAddr, time::Duration};
 use clap::Parser;
 use tempfile::TempDir;
 use tokio::{sync::oneshot, task::JoinHandle};
-use tonic::{Code, Request, Status, transport::Channel};
+use tonic::{Code, Request, Status, Streaming, transport::Channel};
 use token_authority::{
     proto::{
         self, token_authority_admin_client::TokenAuthorityAdminClient, token_authority_client::TokenAuthorityClient,
     },
+    repository::{DatabaseConfig, Repository},
     settings::{Cli, Command, ServeSettings},
     startup::Application,
 };
 
 pub const ADMIN_KEY: &str = "test-admin-key-0123456789";
+pub const SERVICE_KEY: &str = "test-service-key-0123456789";
 /// Tests know the secret so that they can forge tokens of every shape.
 pub const JWT_SECRET: &str = "test-secret-that-is-at-least-32-bytes-long";
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -45,6 +47,8 @@ impl Default for TestConfig {
             "127.0.0.1:0",
             "--admin-api-keys",
             ADMIN_KEY,
+            "--service-api-keys",
+            SERVICE_KEY,
             "--jwt-secret",
             JWT_SECRET,
             "--argon2-memory-kib",
@@ -63,7 +67,16 @@ impl Default for TestConfig {
 }
 
 impl TestConfig {
-    /// Adds (or overrides: the last occurrence wins) a flag.
+    /// Tokens live one second (remember-me ones still 30 days), with no
+    /// grace and no refresh window.
+    pub fn short_lived() -> Self {
+        Self::default()
+            .with("--jwt-expires-in", "1s")
+            .with("--jwt-refresh-window", "0s")
+            .with("--jwt-rotation-grace", "0s")
+    }
+
+    /// Adds (or overrides) a flag.
     pub fn with(mut self, flag: &str, value: &str) -> Self {
         if let Some(position) = self.args.iter().position(|arg| arg == flag) {
             self.args[position + 1] = value.to_owned();
@@ -95,12 +108,7 @@ impl TestConfig {
 
 /// A server whose tokens live one second, and a session whose token has expired.
 pub async fn expired_session() -> (TestApp, proto::LoginResponse) {
-    let mut app = TestConfig::default()
-        .with("--jwt-expires-in", "1s")
-        .with("--jwt-refresh-window", "0s")
-        .with("--jwt-rotation-grace", "0s")
-        .spawn()
-        .await;
+    let mut app = TestConfig::short_lived().spawn().await;
     let login = app.user_with_session("alice").await;
     sleep(Duration::from_millis(2100)).await;
     (app, login)
@@ -189,6 +197,18 @@ impl TestApp {
         .await
     }
 
+    /// A login with remember_me set.
+    pub async fn login_remembered(&mut self, username: &str) -> proto::LoginResponse {
+        self.login_with(proto::LoginRequest {
+            username: username.into(),
+            password: PASSWORD.into(),
+            remember_me: true,
+            client: None,
+        })
+        .await
+        .expect("login succeeds")
+    }
+
     pub async fn login_with(&mut self, request: proto::LoginRequest) -> Result<proto::LoginResponse, Status> {
         self.client.login(request).await.map(tonic::Response::into_inner)
     }
@@ -236,6 +256,52 @@ impl TestApp {
             .await
             .map(|response| response.into_inner().sessions)
     }
+}
+
+impl TestApp {
+    /// Opens a revocation stream with the service key.
+    pub async fn watch(&mut self, after_cursor: u64, include_snapshot: bool) -> Result<Streaming<proto::RevocationEvent>, Status> {
+        let request = with_key(
+            proto::WatchRevocationsRequest {
+                after_cursor,
+                include_snapshot,
+            },
+            SERVICE_KEY,
+        );
+        self.client.watch_revocations(request).await.map(tonic::Response::into_inner)
+    }
+
+    /// A repository on the app's database, to look behind the API.
+    pub async fn repository(&self) -> Repository {
+        Repository::connect(&DatabaseConfig {
+            url: self.database_url.clone(),
+            max_connections: 2,
+            acquire_timeout: Duration::from_secs(5),
+        })
+        .await
+        .expect("the test database opens")
+    }
+}
+
+/// The next `count` revocations (heartbeats skipped), failing the test if
+/// they do not come within a generous bound (a hang detector, not a timer).
+pub async fn next_revocations(stream: &mut Streaming<proto::RevocationEvent>, count: usize) -> Vec<proto::RevocationEvent> {
+    let mut events = Vec::with_capacity(count);
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while events.len() < count {
+            let event = stream
+                .message()
+                .await
+                .expect("the stream stays healthy")
+                .expect("the stream stays open");
+            if event.kind() != proto::RevocationEventKind::Heartbeat {
+                events.push(event);
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("only {} of {count} revocations arrived", events.len()));
+    events
 }
 
 impl Drop for TestApp {

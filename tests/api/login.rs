@@ -42,15 +42,7 @@ async fn remember_me_lasts_30_days() {
     let mut app = spawn_app().await;
     app.create_user("alice", PASSWORD, &[]).await;
 
-    let login = app
-        .login_with(proto::LoginRequest {
-            username: "alice".into(),
-            password: PASSWORD.into(),
-            remember_me: true,
-            client: None,
-        })
-        .await
-        .unwrap();
+    let login = app.login_remembered("alice").await;
 
     let session = login.session.unwrap();
     assert!(session.remember_me);

@@ -10,4 +10,5 @@ mod login;
 mod logout;
 mod passwords;
 mod refresh;
+mod revocations;
 mod verify;

@@ -1,0 +1,92 @@
+//! Cleanup of expired state: sessions whose tokens have all expired, and
+//! outbox events older than any token they could concern. Runs in bounded
+//! batches, each its own short transaction, so it never holds a long lock.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+use super::SessionCache;
+use crate::{
+    domain::Timestamp,
+    repository::{Repository, RepositoryError},
+};
+
+/// Rows deleted per transaction.
+const BATCH: u64 = 1000;
+
+#[derive(Debug, Clone, Copy)]
+pub struct CleanupPolicy {
+    /// A session is deleted this long after its last token expired (at
+    /// least the clock-skew leeway, so Verify still recognises the token).
+    pub session_grace: Duration,
+    /// Events are kept this long after the revocation: the longest token
+    /// lifetime plus a margin, so that every event that can still matter to a
+    /// deny list (and a reconnecting client's cursor) is there.
+    pub event_retention: Duration,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CleanupReport {
+    pub sessions_deleted: u64,
+    pub events_deleted: u64,
+}
+
+/// Runs one cleanup pass to the end.
+pub async fn cleanup(
+    repository: &Repository,
+    sessions: Option<&SessionCache>,
+    policy: &CleanupPolicy,
+    now: Timestamp,
+) -> Result<CleanupReport, RepositoryError> {
+    let mut report = CleanupReport::default();
+    let session_cutoff = now.minus(policy.session_grace);
+    loop {
+        let deleted = repository.delete_expired_sessions(session_cutoff, BATCH).await?;
+        if let Some(cache) = sessions {
+            for id in &deleted {
+                cache.invalidate(*id);
+            }
+        }
+        report.sessions_deleted += deleted.len() as u64;
+        if (deleted.len() as u64) < BATCH {
+            break;
+        }
+    }
+    let event_cutoff = now.minus(policy.event_retention);
+    loop {
+        let deleted = repository.prune_events(event_cutoff, BATCH).await?;
+        report.events_deleted += deleted;
+        if deleted == 0 {
+            break;
+        }
+    }
+    info!(
+        sessions_deleted = report.sessions_deleted,
+        events_deleted = report.events_deleted,
+        "cleanup finished"
+    );
+    Ok(report)
+}
+
+/// Runs cleanup every `interval` until `shutdown` turns true.
+pub async fn cleanup_periodically(
+    repository: Repository,
+    sessions: std::sync::Arc<SessionCache>,
+    policy: CleanupPolicy,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.wait_for(|stopped| *stopped) => return,
+        }
+        if let Err(error) = cleanup(&repository, Some(&sessions), &policy, Timestamp::now()).await {
+            warn!(error = %error, "cleanup failed; retrying at the next interval");
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! The revocation feed: tells every subscriber about every revocation, in
+//! cursor order, exactly once, within milliseconds.
+//!
+//! One follower task per server reads the outbox (`revocation_events`) after
+//! the last cursor it has seen, whenever a local commit wakes it (and at
+//! least every poll interval, for writes made by other processes). It applies
+//! each event to the session cache, so Verify here honours revocations made
+//! elsewhere, and publishes it on an in-memory broadcast channel.
+//!
+//! Each subscriber first catches up from the database, then follows the
+//! broadcast. It subscribes before reading, so nothing published meanwhile
+//! is missed, and it only ever sends the cursor after the last one it sent.
+//! When it falls behind (the broadcast overflowed because its client reads
+//! slowly) or sees a gap, it goes back to the database. A slow subscriber
+//! therefore never blocks a revocation or another subscriber, and never
+//! silently misses an event.
+
+mod subscriber;
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use tokio::sync::{Notify, broadcast, mpsc, watch};
+use tokio_stream::wrappers::ReceiverStream;
+use tracing::{debug, warn};
+
+use crate::{
+    authority::{RevocationListener, SessionCache},
+    domain::RevocationEvent,
+    repository::{Repository, RepositoryError},
+};
+
+pub use subscriber::{FeedItem, WatchRequest};
+
+/// Events read from the database at a time.
+const PAGE_SIZE: u64 = 500;
+/// Items a subscriber buffers towards its gRPC stream.
+const SUBSCRIBER_BUFFER: usize = 64;
+
+/// Why a subscription ended.
+#[derive(Debug, thiserror::Error)]
+pub enum FeedError {
+    #[error(
+        "after_cursor {cursor} is older than the retained history (events up to {pruned_through} were removed); reconnect with include_snapshot"
+    )]
+    CursorTooOld { cursor: u64, pruned_through: u64 },
+    #[error("after_cursor {cursor} is ahead of the latest event ({latest}); reconnect with include_snapshot")]
+    CursorAhead { cursor: u64, latest: u64 },
+    #[error("the server is shutting down; reconnect with after_cursor set to the last cursor received")]
+    ShuttingDown,
+    /// The client closed its stream; nobody is left to tell.
+    #[error("the client went away")]
+    ClientGone,
+    #[error(transparent)]
+    Repository(#[from] RepositoryError),
+}
+
+/// How the feed paces itself.
+#[derive(Debug, Clone, Copy)]
+pub struct FeedSettings {
+    /// A heartbeat goes out on a stream idle this long.
+    pub heartbeat: Duration,
+    /// The follower reads the outbox at least this often.
+    pub poll_interval: Duration,
+    /// Events the broadcast holds for subscribers that have not read them
+    /// yet; one further behind catches up from the database.
+    pub buffer: usize,
+}
+
+pub struct RevocationFeed {
+    repository: Repository,
+    sessions: Arc<SessionCache>,
+    settings: FeedSettings,
+    live: broadcast::Sender<Arc<RevocationEvent>>,
+    wake: Notify,
+    /// The last cursor the follower has published.
+    published: AtomicU64,
+    subscribers: AtomicUsize,
+    shutdown: watch::Sender<bool>,
+}
+
+impl RevocationFeed {
+    /// A feed that starts following from the latest event in the database.
+    pub async fn start(
+        repository: Repository,
+        sessions: Arc<SessionCache>,
+        settings: FeedSettings,
+    ) -> Result<Arc<Self>, RepositoryError> {
+        let latest = repository.cursor_bounds().await?.latest;
+        let (live, _) = broadcast::channel(settings.buffer.max(1));
+        let feed = Arc::new(Self {
+            repository,
+            sessions,
+            settings,
+            live,
+            wake: Notify::new(),
+            published: AtomicU64::new(latest),
+            subscribers: AtomicUsize::new(0),
+            shutdown: watch::Sender::new(false),
+        });
+        tokio::spawn(feed.clone().follow());
+        Ok(feed)
+    }
+
+    /// Ends every subscription (with UNAVAILABLE) and stops the follower.
+    pub fn shut_down(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Asks the follower to read the outbox now.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub fn subscriber_count(&self) -> usize {
+        self.subscribers.load(Ordering::Relaxed)
+    }
+
+    /// Starts a subscription; its items (or the error that ended it) arrive
+    /// on the returned stream. A cursor outside the retained history fails
+    /// here, before any stream opens.
+    pub async fn subscribe(
+        self: &Arc<Self>,
+        request: WatchRequest,
+    ) -> Result<ReceiverStream<Result<FeedItem, FeedError>>, FeedError> {
+        // Subscribe before reading the bounds: nothing published from now on is missed.
+        let live = self.live.subscribe();
+        let bounds = self.repository.cursor_bounds().await?;
+        let start = subscriber::Start::choose(request, bounds)?;
+        let (sender, receiver) = mpsc::channel(SUBSCRIBER_BUFFER);
+        let feed = self.clone();
+        feed.subscribers.fetch_add(1, Ordering::Relaxed);
+        tokio::spawn(async move {
+            let ended = subscriber::run(&feed, live, start, &sender).await;
+            feed.subscribers.fetch_sub(1, Ordering::Relaxed);
+            if let Err(error) = ended {
+                debug!(error = %error, "revocation subscription ended");
+                let _ = sender.send(Err(error)).await;
+            }
+        });
+        Ok(ReceiverStream::new(receiver))
+    }
+
+    async fn follow(self: Arc<Self>) {
+        let mut shutdown = self.shutdown.subscribe();
+        loop {
+            tokio::select! {
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(self.settings.poll_interval) => {}
+                _ = shutdown.wait_for(|stopped| *stopped) => return,
+            }
+            if let Err(error) = self.publish_new_events().await {
+                warn!(error = %error, "cannot read the revocation outbox; retrying");
+            }
+        }
+    }
+
+    async fn publish_new_events(&self) -> Result<(), RepositoryError> {
+        loop {
+            let after = self.published.load(Ordering::Acquire);
+            let events = self.repository.events_after(after, PAGE_SIZE).await?;
+            for event in &events {
+                match event.token_id {
+                    None => self.sessions.mark_revoked(event.session_id),
+                    Some(token) => self.sessions.retire(event.session_id, token),
+                }
+            }
+            let full = events.len() as u64 == PAGE_SIZE;
+            let Some(last) = events.last().map(|event| event.cursor) else {
+                return Ok(());
+            };
+            for event in events {
+                // No subscriber is not an error.
+                let _ = self.live.send(Arc::new(event));
+            }
+            self.published.store(last, Ordering::Release);
+            if !full {
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl RevocationListener for RevocationFeed {
+    fn committed(&self, _events: &[RevocationEvent]) {
+        self.wake();
+    }
+}
