@@ -11,6 +11,7 @@
 mod entities;
 mod error;
 mod events;
+mod notifications;
 mod sessions;
 mod signing_keys;
 mod users;

@@ -2,8 +2,11 @@
 //! cursor order, exactly once, within milliseconds.
 //!
 //! One follower task per server reads the outbox (`revocation_events`) after
-//! the last cursor it has seen, whenever a local commit wakes it (and at
-//! least every poll interval, for writes made by other processes). It applies
+//! the last cursor it has seen, whenever a local commit wakes it, whenever
+//! another replica announces news (PostgreSQL LISTEN/NOTIFY), and at least
+//! every poll interval, so that a lost announcement only delays an event.
+//! After reading events that this replica wrote, it announces them, once per
+//! batch. It applies
 //! each event to the session cache, so Verify here honours revocations made
 //! elsewhere, and publishes it on an in-memory broadcast channel.
 //!
@@ -20,7 +23,7 @@ mod subscriber;
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -81,6 +84,10 @@ pub struct RevocationFeed {
     /// The last cursor the follower has published.
     published: AtomicU64,
     subscribers: AtomicUsize,
+    /// This replica committed events that the other replicas should hear of.
+    unannounced: AtomicBool,
+    /// Names this replica in announcements.
+    origin: String,
     shutdown: watch::Sender<bool>,
 }
 
@@ -101,9 +108,21 @@ impl RevocationFeed {
             wake: Notify::new(),
             published: AtomicU64::new(latest),
             subscribers: AtomicUsize::new(0),
+            unannounced: AtomicBool::new(false),
+            origin: uuid::Uuid::new_v4().to_string(),
             shutdown: watch::Sender::new(false),
         });
         tokio::spawn(feed.clone().follow());
+        let weak = Arc::downgrade(&feed);
+        feed.repository.listen_for_revocations(
+            feed.origin.clone(),
+            move || {
+                if let Some(feed) = weak.upgrade() {
+                    feed.wake();
+                }
+            },
+            feed.shutdown.subscribe(),
+        );
         Ok(feed)
     }
 
@@ -154,8 +173,15 @@ impl RevocationFeed {
                 () = tokio::time::sleep(self.settings.poll_interval) => {}
                 _ = shutdown.wait_for(|stopped| *stopped) => return,
             }
+            // Taken before reading, so a commit after the read announces again.
+            let announce = self.unannounced.swap(false, Ordering::AcqRel);
             if let Err(error) = self.publish_new_events().await {
+                self.unannounced.fetch_or(announce, Ordering::AcqRel);
                 warn!(error = %error, "cannot read the revocation outbox; retrying");
+                continue;
+            }
+            if announce && let Err(error) = self.repository.announce_revocations(&self.origin).await {
+                warn!(error = %error, "cannot announce revocations to other replicas; they will poll");
             }
         }
     }
@@ -188,6 +214,7 @@ impl RevocationFeed {
 
 impl RevocationListener for RevocationFeed {
     fn committed(&self, _events: &[RevocationEvent]) {
+        self.unannounced.store(true, Ordering::Release);
         self.wake();
     }
 }

@@ -14,21 +14,35 @@ use crate::helpers::{ADMIN_KEY, JWT_SECRET, PASSWORD};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_token-authority");
 
+/// A directory to run in and a database of the test's own.
+struct Workspace {
+    directory: TempDir,
+    database_url: String,
+}
+
+impl Workspace {
+    async fn new() -> Self {
+        let directory = TempDir::new().unwrap();
+        let database_url = crate::helpers::fresh_database_url(directory.path()).await;
+        Self { directory, database_url }
+    }
+}
+
 /// A command with a clean environment: settings come only from the test.
-fn command(directory: &TempDir) -> Command {
+fn command(workspace: &Workspace) -> Command {
     let mut command = Command::new(BINARY);
     command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("DATABASE_URL", format!("sqlite:{}", directory.path().join("cli.db").display()))
+        .env("DATABASE_URL", &workspace.database_url)
         .env("ARGON2_MEMORY_KIB", "64")
         .env("ARGON2_ITERATIONS", "1")
-        .current_dir(directory.path());
+        .current_dir(workspace.directory.path());
     command
 }
 
-fn create_user(directory: &TempDir, username: &str, password: &str) -> std::process::Output {
-    let mut child = command(directory)
+fn create_user(workspace: &Workspace, username: &str, password: &str) -> std::process::Output {
+    let mut child = command(workspace)
         .args(["user", "create", "--username", username, "--role", "admin"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -60,8 +74,8 @@ struct ServerProcess {
 }
 
 impl ServerProcess {
-    async fn start(directory: &TempDir, extra_env: &[(&str, &str)]) -> Self {
-        let mut command: tokio::process::Command = command(directory).into();
+    async fn start(workspace: &Workspace, extra_env: &[(&str, &str)]) -> Self {
+        let mut command: tokio::process::Command = command(workspace).into();
         command
             .args(["serve"])
             .env("LISTEN_ADDR", "127.0.0.1:0")
@@ -120,13 +134,13 @@ impl ServerProcess {
 
 #[tokio::test]
 async fn user_create_reads_the_password_from_stdin_and_the_user_can_log_in() {
-    let directory = TempDir::new().unwrap();
-    let output = create_user(&directory, "alice", PASSWORD);
+    let workspace = Workspace::new().await;
+    let output = create_user(&workspace, "alice", PASSWORD);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let user_id = String::from_utf8(output.stdout).unwrap().trim().to_owned();
     assert!(uuid::Uuid::try_parse(&user_id).is_ok(), "prints the new user's id: {user_id:?}");
 
-    let server = ServerProcess::start(&directory, &[]).await;
+    let server = ServerProcess::start(&workspace, &[]).await;
     let login = login(&mut server.client().await, PASSWORD).await.unwrap();
     assert_eq!(login.user_id, user_id);
     server.terminate();
@@ -135,30 +149,37 @@ async fn user_create_reads_the_password_from_stdin_and_the_user_can_log_in() {
 
 #[tokio::test]
 async fn user_create_refuses_bad_input_and_taken_names() {
-    let directory = TempDir::new().unwrap();
-    let short = create_user(&directory, "alice", "short");
+    let workspace = Workspace::new().await;
+    let short = create_user(&workspace, "alice", "short");
     assert!(!short.status.success());
     assert!(String::from_utf8_lossy(&short.stderr).contains("password"));
 
-    assert!(create_user(&directory, "alice", PASSWORD).status.success());
-    let again = create_user(&directory, "ALICE", PASSWORD);
+    assert!(create_user(&workspace, "alice", PASSWORD).status.success());
+    let again = create_user(&workspace, "ALICE", PASSWORD);
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already taken"));
 }
 
-#[test]
-fn migrate_applies_the_schema_and_is_idempotent() {
-    let directory = TempDir::new().unwrap();
+#[tokio::test]
+async fn migrate_applies_the_schema_and_is_idempotent() {
+    let workspace = Workspace::new().await;
     for _ in 0..2 {
-        let output = command(&directory).arg("migrate").output().unwrap();
+        let output = command(&workspace).arg("migrate").output().unwrap();
         assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     }
-    assert!(directory.path().join("cli.db").exists());
+    let repository = token_authority::repository::Repository::connect(&token_authority::repository::DatabaseConfig {
+        url: workspace.database_url.clone(),
+        max_connections: 1,
+        acquire_timeout: Duration::from_secs(5),
+    })
+    .await
+    .unwrap();
+    assert_eq!(repository.cursor_bounds().await.unwrap().latest, 0, "the outbox exists, empty");
 }
 
-#[test]
-fn a_bad_setting_stops_the_start_and_names_the_setting() {
-    let directory = TempDir::new().unwrap();
+#[tokio::test]
+async fn a_bad_setting_stops_the_start_and_names_the_setting() {
+    let workspace = Workspace::new().await;
     let cases = [
         ("JWT_SECRET", "much-too-short", "JWT_SECRET"),
         ("JWT_EXPIRES_IN", "soon", "JWT_EXPIRES_IN"),
@@ -169,7 +190,7 @@ fn a_bad_setting_stops_the_start_and_names_the_setting() {
         ("ARGON2_ITERATIONS", "0", "ARGON2_ITERATIONS"),
     ];
     for (variable, value, named) in cases {
-        let output = command(&directory).arg("serve").env(variable, value).output().unwrap();
+        let output = command(&workspace).arg("serve").env(variable, value).output().unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{variable}={value} must not start");
         assert!(stderr.contains(named), "{variable}: {stderr}");
@@ -181,10 +202,10 @@ fn a_bad_setting_stops_the_start_and_names_the_setting() {
 
 #[tokio::test]
 async fn sigterm_stops_the_server_cleanly_and_logs_hold_no_secrets() {
-    let directory = TempDir::new().unwrap();
-    assert!(create_user(&directory, "alice", PASSWORD).status.success());
+    let workspace = Workspace::new().await;
+    assert!(create_user(&workspace, "alice", PASSWORD).status.success());
     let server = ServerProcess::start(
-        &directory,
+        &workspace,
         &[("RUST_LOG", "debug"), ("JWT_SECRET", JWT_SECRET), ("ADMIN_API_KEYS", ADMIN_KEY)],
     )
     .await;
@@ -227,10 +248,10 @@ async fn sigterm_stops_the_server_cleanly_and_logs_hold_no_secrets() {
     }
 }
 
-#[test]
-fn cleanup_runs_once_and_reports_what_it_removed() {
-    let directory = TempDir::new().unwrap();
-    let output = command(&directory).arg("cleanup").output().unwrap();
+#[tokio::test]
+async fn cleanup_runs_once_and_reports_what_it_removed() {
+    let workspace = Workspace::new().await;
+    let output = command(&workspace).arg("cleanup").output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(
         String::from_utf8_lossy(&output.stdout).trim(),

@@ -99,9 +99,15 @@ impl TestConfig {
         TestApp::start(self.args, app.database_url.clone(), app._directory.clone()).await
     }
 
+    /// A server on the database at `database_url`.
+    pub async fn spawn_on(self, database_url: String) -> TestApp {
+        let directory = std::sync::Arc::new(TempDir::new().expect("temporary directory"));
+        TestApp::start(self.args, database_url, directory).await
+    }
+
     pub async fn spawn(self) -> TestApp {
         let directory = std::sync::Arc::new(TempDir::new().expect("temporary directory"));
-        let database_url = format!("sqlite:{}", directory.path().join("test.db").display());
+        let database_url = fresh_database_url(directory.path()).await;
         TestApp::start(self.args, database_url, directory).await
     }
 }
@@ -112,6 +118,35 @@ pub async fn expired_session() -> (TestApp, proto::LoginResponse) {
     let login = app.user_with_session("alice").await;
     sleep(Duration::from_millis(2100)).await;
     (app, login)
+}
+
+/// The PostgreSQL server the suite runs against, when it does: tests/run.sh
+/// starts a throwaway one and sets TEST_POSTGRES_URL; plain `cargo test`
+/// runs on SQLite.
+pub fn postgres_server() -> Option<String> {
+    std::env::var("TEST_POSTGRES_URL").ok().filter(|url| !url.is_empty())
+}
+
+/// A database of a test's own: a new SQLite file in `directory`, or a new
+/// database on the PostgreSQL server.
+pub async fn fresh_database_url(directory: &std::path::Path) -> String {
+    match postgres_server() {
+        Some(server) => create_postgres_database(&server).await,
+        None => format!("sqlite:{}", directory.join("test.db").display()),
+    }
+}
+
+pub async fn create_postgres_database(server: &str) -> String {
+    use sqlx::Connection;
+    let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+    let mut connection = sqlx::PgConnection::connect(server).await.expect("the test PostgreSQL answers");
+    // The name is ours (a UUID), not input.
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&mut connection)
+        .await
+        .expect("a test database is created");
+    let (base, _) = server.rsplit_once('/').expect("TEST_POSTGRES_URL names a database");
+    format!("{base}/{name}")
 }
 
 pub async fn spawn_app() -> TestApp {

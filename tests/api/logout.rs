@@ -123,9 +123,10 @@ async fn a_write_that_fails_half_way_changes_nothing_and_leaks_no_sql() {
     let login = app.user_with_session("alice").await;
     // Break the outbox behind the server's back: the revocation's second
     // statement (its event) will fail after the first (the session) ran.
-    let pool = sqlx::SqlitePool::connect(&app.database_url).await.unwrap();
-    sqlx::query("DROP TABLE revocation_events").execute(&pool).await.unwrap();
-    pool.close().await;
+    use sea_orm::ConnectionTrait;
+    let database = sea_orm::Database::connect(&app.database_url).await.unwrap();
+    database.execute_unprepared("DROP TABLE revocation_events").await.unwrap();
+    database.close().await.unwrap();
 
     let failed = app.logout(&login.access_token).await;
 

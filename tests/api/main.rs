@@ -9,6 +9,8 @@ mod helpers;
 mod login;
 mod logout;
 mod passwords;
+mod postgres;
 mod refresh;
+mod replicas;
 mod revocations;
 mod verify;

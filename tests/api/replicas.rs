@@ -1,0 +1,385 @@
+//! Several replicas on one PostgreSQL database: revocations seen everywhere,
+//! one successor per token across replicas, outbox order under concurrent
+//! writers, and a database restart in the middle of the load.
+//!
+//! These need PostgreSQL; tests/run.sh provides it. On SQLite (plain
+//! `cargo test`) they say so and return.
+
+use std::{collections::BTreeSet, time::Duration};
+
+use futures::future::join_all;
+use tonic::{Code, transport::Channel};
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+use token_authority::{
+    domain::SessionId,
+    proto::{self, VerifyReason},
+};
+
+use crate::{
+    helpers::{
+        PASSWORD, SERVICE_KEY, TestApp, TestConfig, create_postgres_database, next_revocations, postgres_server, reason,
+        sleep, with_key,
+    },
+    postgres::PrivatePostgres,
+};
+
+/// Returns early from a test that needs PostgreSQL when there is none.
+macro_rules! require_postgres {
+    () => {
+        if postgres_server().is_none() {
+            eprintln!("skipped: several replicas need PostgreSQL; tests/run.sh provides it");
+            return;
+        }
+    };
+}
+
+async fn replicas(count: usize, config: impl Fn() -> TestConfig) -> Vec<TestApp> {
+    let first = config().spawn().await;
+    let mut replicas = vec![];
+    for _ in 1..count {
+        replicas.push(config().spawn_sharing_database(&first).await);
+    }
+    replicas.insert(0, first);
+    replicas
+}
+
+fn session_id(login: &proto::LoginResponse) -> String {
+    login.session.as_ref().unwrap().session_id.clone()
+}
+
+#[tokio::test]
+async fn a_logout_on_one_replica_is_seen_by_verify_and_streams_on_the_others() {
+    require_postgres!();
+    let mut apps = replicas(3, || TestConfig::default().with("--jwt-rotation-grace", "1s")).await;
+    let login = apps[0].user_with_session("alice").await;
+    for app in &mut apps[1..] {
+        assert_eq!(reason(&app.verify(&login.access_token).await), VerifyReason::Ok, "now cached there");
+    }
+    let mut streams = Vec::new();
+    for app in &mut apps[1..] {
+        streams.push(app.watch(0, false).await.unwrap());
+    }
+
+    // A rotation on replica 0: the new token verifies everywhere, the old
+    // one stops after the grace period.
+    let refreshed = apps[0].refresh(&login.access_token).await.unwrap();
+    for stream in &mut streams {
+        let rotated = next_revocations(stream, 1).await;
+        assert_eq!(rotated[0].reason(), proto::RevocationReason::Rotated);
+    }
+    for app in &mut apps[1..] {
+        assert_eq!(reason(&app.verify(&refreshed.access_token).await), VerifyReason::Ok);
+    }
+    sleep(Duration::from_millis(1100)).await;
+    for app in &mut apps[1..] {
+        assert_eq!(reason(&app.verify(&login.access_token).await), VerifyReason::Rotated);
+    }
+
+    apps[0].logout(&refreshed.access_token).await.unwrap();
+
+    for stream in &mut streams {
+        let events = next_revocations(stream, 1).await;
+        assert_eq!(events[0].reason(), proto::RevocationReason::Logout);
+        assert_eq!(events[0].session_id, session_id(&login));
+    }
+    // The event reached each replica's cache before its subscribers.
+    for app in &mut apps[1..] {
+        assert_eq!(reason(&app.verify(&refreshed.access_token).await), VerifyReason::Revoked);
+    }
+}
+
+#[tokio::test]
+async fn concurrent_revocations_on_several_replicas_reach_every_subscriber_exactly_once() {
+    require_postgres!();
+    let mut apps = replicas(3, TestConfig::default).await;
+    apps[0].create_user("alice", PASSWORD, &[]).await;
+    let mut sessions = Vec::new();
+    for round in 0..20 {
+        let logins = apps.iter().flat_map(|app| {
+            (0..5).map(|_| {
+                let mut client = app.client.clone();
+                async move {
+                    client
+                        .login(proto::LoginRequest {
+                            username: "alice".into(),
+                            password: PASSWORD.into(),
+                            ..Default::default()
+                        })
+                        .await
+                        .expect("login")
+                        .into_inner()
+                }
+            })
+        });
+        sessions.extend(join_all(logins).await);
+        assert_eq!(sessions.len(), (round + 1) * 15);
+    }
+    let mut streams = Vec::new();
+    for app in &mut apps {
+        for _ in 0..2 {
+            streams.push(app.watch(0, false).await.unwrap());
+        }
+    }
+
+    // Every replica logs out a third of the sessions, all at once.
+    let logouts = sessions.iter().enumerate().map(|(index, login)| {
+        let mut client = apps[index % apps.len()].client.clone();
+        let token = login.access_token.clone();
+        async move { client.logout(proto::LogoutRequest { access_token: token }).await.expect("logout") }
+    });
+    join_all(logouts).await;
+
+    let expected: BTreeSet<String> = sessions.iter().map(session_id).collect();
+    for stream in &mut streams {
+        let events = next_revocations(stream, sessions.len()).await;
+        let cursors: Vec<u64> = events.iter().map(|event| event.cursor).collect();
+        assert_eq!(cursors, (1..=sessions.len() as u64).collect::<Vec<_>>(), "no gap, no repeat, in order");
+        let seen: BTreeSet<String> = events.iter().map(|event| event.session_id.clone()).collect();
+        assert_eq!(seen, expected);
+    }
+}
+
+#[tokio::test]
+async fn racing_refreshes_on_two_replicas_leave_exactly_one_successor() {
+    require_postgres!();
+    let mut apps = replicas(2, TestConfig::default).await;
+    for round in 0..5 {
+        let login = apps[0].user_with_session(&format!("user{round}")).await;
+        let attempts = (0..16).map(|attempt| {
+            let mut client = apps[attempt % 2].client.clone();
+            let token = login.access_token.clone();
+            async move {
+                client
+                    .refresh(proto::RefreshRequest {
+                        access_token: token,
+                        client: None,
+                    })
+                    .await
+                    .expect("every racing refresh succeeds")
+                    .into_inner()
+                    .access_token
+            }
+        });
+        let successors: BTreeSet<String> = join_all(attempts).await.into_iter().collect();
+        assert_eq!(successors.len(), 1, "one successor, handed to every caller on both replicas");
+        let successor = successors.into_iter().next().unwrap();
+        for app in &mut apps {
+            assert_eq!(reason(&app.verify(&successor).await), VerifyReason::Ok);
+        }
+    }
+}
+
+#[tokio::test]
+async fn logout_all_racing_refreshes_leaves_no_live_token() {
+    require_postgres!();
+    let mut apps = replicas(2, || TestConfig::default().with("--jwt-rotation-grace", "0s")).await;
+    apps[0].create_user("alice", PASSWORD, &[]).await;
+    for _ in 0..5 {
+        let mut sessions = Vec::new();
+        for _ in 0..8 {
+            sessions.push(apps[0].login("alice", PASSWORD).await.unwrap());
+        }
+        let refreshes = sessions.iter().map(|login| {
+            let mut client = apps[0].client.clone();
+            let token = login.access_token.clone();
+            async move {
+                client
+                    .refresh(proto::RefreshRequest {
+                        access_token: token,
+                        client: None,
+                    })
+                    .await
+                    .ok()
+                    .map(|response| response.into_inner().access_token)
+            }
+        });
+        let mut other = apps[1].client.clone();
+        let logout_all = other.logout_all(proto::LogoutAllRequest {
+            access_token: sessions[0].access_token.clone(),
+            keep_current: false,
+        });
+        let (successors, logged_out) = tokio::join!(join_all(refreshes), logout_all);
+
+        if logged_out.is_ok() {
+            let tokens = sessions
+                .iter()
+                .map(|login| login.access_token.clone())
+                .chain(successors.into_iter().flatten());
+            for token in tokens {
+                for app in &mut apps {
+                    let verified = app.verify(&token).await;
+                    assert!(!verified.valid, "a token outlived LogoutAll: {:?}", reason(&verified));
+                }
+            }
+        } else {
+            // The first session's token was rotated before LogoutAll read it.
+            assert_eq!(logged_out.unwrap_err().code(), Code::Unauthenticated);
+        }
+    }
+}
+
+async fn health(app: &TestApp) -> Option<ServingStatus> {
+    let channel = Channel::from_shared(app.channel_uri()).unwrap().connect().await.ok()?;
+    let response = HealthClient::new(channel)
+        .check(HealthCheckRequest { service: String::new() })
+        .await
+        .ok()?;
+    Some(response.into_inner().status())
+}
+
+async fn wait_for_health(app: &TestApp, wanted: ServingStatus) {
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while health(app).await != Some(wanted) {
+            sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("health never became {wanted:?}"));
+}
+
+/// Logs a user in and out again until both succeed, retrying what the
+/// outage refuses; returns the session id once its logout is acknowledged.
+async fn login_then_logout(app: &TestApp) -> String {
+    let mut client = app.client.clone();
+    let login = loop {
+        let request = proto::LoginRequest {
+            username: "alice".into(),
+            password: PASSWORD.into(),
+            ..Default::default()
+        };
+        match client.login(request).await {
+            Ok(response) => break response.into_inner(),
+            Err(status) => {
+                assert!(matches!(status.code(), Code::Unavailable), "{status:?}");
+                sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    loop {
+        let request = proto::LogoutRequest {
+            access_token: login.access_token.clone(),
+        };
+        match client.logout(request).await {
+            Ok(_) => return session_id(&login),
+            Err(status) => {
+                assert!(matches!(status.code(), Code::Unavailable), "{status:?}");
+                sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_database_restart_mid_load_loses_no_session_and_no_event() {
+    require_postgres!();
+    let postgres = PrivatePostgres::start();
+    let database = create_postgres_database(&postgres.url()).await;
+    let config = || {
+        TestConfig::default()
+            .with("--health-check-interval", "200ms")
+            .with("--database-acquire-timeout", "1s")
+            .with("--revocation-poll-interval", "200ms")
+    };
+    let mut writer = config().spawn_on(database.clone()).await;
+    let watcher = config().spawn_sharing_database(&writer).await;
+    writer.create_user("alice", PASSWORD, &[]).await;
+
+    // A subscriber on the other replica that resumes from its cursor.
+    let watcher_client = watcher.client.clone();
+    let (seen_sender, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    let follower = tokio::spawn(async move {
+        let mut cursor = 0;
+        loop {
+            let mut client = watcher_client.clone();
+            let request = with_key(
+                proto::WatchRevocationsRequest {
+                    after_cursor: cursor,
+                    include_snapshot: false,
+                },
+                SERVICE_KEY,
+            );
+            let Ok(stream) = client.watch_revocations(request).await else {
+                sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            let mut stream = stream.into_inner();
+            while let Ok(Some(event)) = stream.message().await {
+                if event.kind() == proto::RevocationEventKind::Revoked {
+                    assert_eq!(event.cursor, cursor + 1, "resumed without gap or repeat");
+                    cursor = event.cursor;
+                    if seen_sender.send(event).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+
+    let mut acknowledged = Vec::new();
+    for _ in 0..20 {
+        acknowledged.push(login_then_logout(&writer).await);
+    }
+    let (during, ()) = tokio::join!(
+        async {
+            let mut done = Vec::new();
+            for _ in 0..40 {
+                done.push(login_then_logout(&writer).await);
+            }
+            done
+        },
+        async {
+            sleep(Duration::from_millis(100)).await;
+            postgres.stop();
+            wait_for_health(&writer, ServingStatus::NotServing).await;
+            wait_for_health(&watcher, ServingStatus::NotServing).await;
+            let refused = writer
+                .client
+                .clone()
+                .verify(proto::VerifyRequest {
+                    access_token: "x.y.z".into(),
+                })
+                .await;
+            assert!(refused.is_ok(), "Verify of a malformed token needs no database");
+            let refused = writer
+                .client
+                .clone()
+                .login(proto::LoginRequest {
+                    username: "alice".into(),
+                    password: PASSWORD.into(),
+                    ..Default::default()
+                })
+                .await;
+            assert_eq!(refused.unwrap_err().code(), Code::Unavailable);
+            postgres.start_again();
+            wait_for_health(&writer, ServingStatus::Serving).await;
+            wait_for_health(&watcher, ServingStatus::Serving).await;
+        }
+    );
+    acknowledged.extend(during);
+    for _ in 0..20 {
+        acknowledged.push(login_then_logout(&writer).await);
+    }
+
+    let repository = writer.repository().await;
+    let latest = repository.cursor_bounds().await.unwrap().latest;
+    assert!(latest >= acknowledged.len() as u64, "every acknowledged logout has its event");
+    let mut events = Vec::new();
+    while (events.len() as u64) < latest {
+        let event = tokio::time::timeout(Duration::from_secs(30), seen.recv())
+            .await
+            .expect("the subscriber catches up")
+            .expect("the subscriber runs");
+        events.push(event);
+    }
+    follower.abort();
+    let revoked: BTreeSet<String> = events.iter().map(|event| event.session_id.clone()).collect();
+    for session in &acknowledged {
+        assert!(revoked.contains(session), "the logout of {session} reached the other replica");
+        let stored = repository
+            .find_session(SessionId::parse("session_id", session).unwrap())
+            .await
+            .unwrap()
+            .expect("an acknowledged session is stored");
+        assert!(stored.revoked_at.is_some(), "an acknowledged logout is stored");
+    }
+}
