@@ -283,6 +283,7 @@ async fn a_database_restart_mid_load_loses_no_session_and_no_event() {
     let mut writer = config().spawn_on(database.clone()).await;
     let watcher = config().spawn_sharing_database(&writer).await;
     writer.create_user("alice", PASSWORD, &[]).await;
+    let cached = writer.login("alice", PASSWORD).await.unwrap();
 
     // A subscriber on the other replica that resumes from its cursor.
     let watcher_client = watcher.client.clone();
@@ -340,6 +341,16 @@ async fn a_database_restart_mid_load_loses_no_session_and_no_event() {
                 })
                 .await;
             assert!(refused.is_ok(), "Verify of a malformed token needs no database");
+            let still_valid = writer
+                .client
+                .clone()
+                .verify(proto::VerifyRequest {
+                    access_token: cached.access_token.clone(),
+                })
+                .await
+                .expect("Verify of a cached session needs no database")
+                .into_inner();
+            assert!(still_valid.valid);
             let refused = writer
                 .client
                 .clone()
