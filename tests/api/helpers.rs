@@ -347,6 +347,15 @@ impl Drop for TestApp {
     }
 }
 
+/// A Refresh on its own client, to race with others.
+pub async fn refresh_on(mut client: TokenAuthorityClient<Channel>, token: String) -> Result<String, Status> {
+    let request = proto::RefreshRequest {
+        access_token: token,
+        client: None,
+    };
+    client.refresh(request).await.map(|response| response.into_inner().access_token)
+}
+
 /// A request carrying the admin key.
 pub fn admin_request<T>(message: T) -> Request<T> {
     with_key(message, ADMIN_KEY)

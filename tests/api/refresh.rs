@@ -6,7 +6,7 @@ use futures::future::join_all;
 use tonic::Code;
 use token_authority::proto::{self, VerifyReason};
 
-use crate::helpers::{TestConfig, assert_status, claims_of, reason, seconds, sleep, spawn_app};
+use crate::helpers::{TestConfig, assert_status, claims_of, reason, refresh_on, seconds, sleep, spawn_app};
 
 #[tokio::test]
 async fn refresh_rotates_to_a_new_token_with_a_fresh_lifetime() {
@@ -84,23 +84,12 @@ async fn concurrent_refreshes_of_one_token_leave_exactly_one_successor() {
     let mut app = spawn_app().await;
     let login = app.user_with_session("alice").await;
 
-    let attempts = (0..16).map(|_| {
-        let mut client = app.client.clone();
-        let token = login.access_token.clone();
-        async move {
-            client
-                .refresh(proto::RefreshRequest {
-                    access_token: token,
-                    client: None,
-                })
-                .await
-        }
-    });
+    let attempts = (0..16).map(|_| refresh_on(app.client.clone(), login.access_token.clone()));
     let results = join_all(attempts).await;
 
     let tokens: std::collections::HashSet<String> = results
         .into_iter()
-        .map(|result| result.expect("every concurrent refresh succeeds").into_inner().access_token)
+        .map(|result| result.expect("every concurrent refresh succeeds"))
         .collect();
     assert_eq!(tokens.len(), 1, "one successor, handed to every caller");
     let successor = tokens.into_iter().next().unwrap();

@@ -18,7 +18,7 @@ use token_authority::{
 use crate::{
     helpers::{
         PASSWORD, SERVICE_KEY, TestApp, TestConfig, create_postgres_database, next_revocations, postgres_server, reason,
-        sleep, with_key,
+        refresh_on, sleep, with_key,
     },
     postgres::PrivatePostgres,
 };
@@ -145,22 +145,12 @@ async fn racing_refreshes_on_two_replicas_leave_exactly_one_successor() {
     let mut apps = replicas(2, TestConfig::default).await;
     for round in 0..5 {
         let login = apps[0].user_with_session(&format!("user{round}")).await;
-        let attempts = (0..16).map(|attempt| {
-            let mut client = apps[attempt % 2].client.clone();
-            let token = login.access_token.clone();
-            async move {
-                client
-                    .refresh(proto::RefreshRequest {
-                        access_token: token,
-                        client: None,
-                    })
-                    .await
-                    .expect("every racing refresh succeeds")
-                    .into_inner()
-                    .access_token
-            }
-        });
-        let successors: BTreeSet<String> = join_all(attempts).await.into_iter().collect();
+        let attempts = (0..16).map(|attempt| refresh_on(apps[attempt % 2].client.clone(), login.access_token.clone()));
+        let successors: BTreeSet<String> = join_all(attempts)
+            .await
+            .into_iter()
+            .map(|result| result.expect("every racing refresh succeeds"))
+            .collect();
         assert_eq!(successors.len(), 1, "one successor, handed to every caller on both replicas");
         let successor = successors.into_iter().next().unwrap();
         for app in &mut apps {
@@ -179,20 +169,9 @@ async fn logout_all_racing_refreshes_leaves_no_live_token() {
         for _ in 0..8 {
             sessions.push(apps[0].login("alice", PASSWORD).await.unwrap());
         }
-        let refreshes = sessions.iter().map(|login| {
-            let mut client = apps[0].client.clone();
-            let token = login.access_token.clone();
-            async move {
-                client
-                    .refresh(proto::RefreshRequest {
-                        access_token: token,
-                        client: None,
-                    })
-                    .await
-                    .ok()
-                    .map(|response| response.into_inner().access_token)
-            }
-        });
+        let refreshes = sessions
+            .iter()
+            .map(|login| async { refresh_on(apps[0].client.clone(), login.access_token.clone()).await.ok() });
         let mut other = apps[1].client.clone();
         let logout_all = other.logout_all(proto::LogoutAllRequest {
             access_token: sessions[0].access_token.clone(),
