@@ -5,6 +5,7 @@ pub mod authority;
 pub mod commands;
 pub mod domain;
 pub mod grpc;
+pub mod metrics;
 pub mod repository;
 pub mod revocations;
 pub mod settings;

@@ -128,6 +128,9 @@ pub struct ServeSettings {
     /// Password checks that may wait for a thread; beyond, calls get RESOURCE_EXHAUSTED.
     #[arg(long, env = "PASSWORD_HASHING_QUEUE", default_value_t = 256)]
     pub password_hashing_queue: usize,
+    /// Where Prometheus scrapes `/metrics` (for example 127.0.0.1:9090); unset: no metrics.
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
     /// How often health checks the database.
     #[arg(long, env = "HEALTH_CHECK_INTERVAL", default_value = "2s")]
     pub health_check_interval: humantime::Duration,

@@ -20,6 +20,7 @@ use crate::{
         passwords::PasswordHasher,
         tokens::{Keyring, SigningKey},
     },
+    metrics,
     grpc::{
         AdminService, ApiKeys, TokenAuthorityService,
         proto::{token_authority_admin_server::TokenAuthorityAdminServer, token_authority_server::TokenAuthorityServer},
@@ -36,6 +37,16 @@ const HEALTH_SERVICES: [&str; 3] = [
     <TokenAuthorityAdminServer<AdminService> as NamedService>::NAME,
 ];
 
+/// The Prometheus scrape endpoint, when METRICS_ADDR is set.
+struct MetricsEndpoint {
+    listener: TcpListener,
+    address: SocketAddr,
+    handle: metrics_exporter_prometheus::PrometheusHandle,
+}
+
+/// How often the gauges that need a database count are refreshed.
+const GAUGE_INTERVAL: Duration = Duration::from_secs(15);
+
 pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
@@ -44,6 +55,7 @@ pub struct Application {
     sessions: Arc<SessionCache>,
     revocations: Arc<RevocationFeed>,
     api_keys: ApiKeys,
+    metrics: Option<MetricsEndpoint>,
     cleanup_policy: CleanupPolicy,
     cleanup_interval: Duration,
     health_check_interval: Duration,
@@ -92,6 +104,19 @@ impl Application {
         if !api_keys.admin_configured() {
             warn!("ADMIN_API_KEYS is not set: every admin call will be refused (PERMISSION_DENIED); set ADMIN_API_KEYS=<key>[,<key>...] to enable the admin API");
         }
+        let metrics = match settings.metrics_addr {
+            Some(address) => {
+                let handle = metrics::install()?;
+                let listener = metrics::bind(address).await?;
+                let address = listener.local_addr()?;
+                Some(MetricsEndpoint {
+                    listener,
+                    address,
+                    handle,
+                })
+            }
+            None => None,
+        };
         let listener = TcpListener::bind(settings.listen_addr)
             .await
             .with_context(|| format!("LISTEN_ADDR: cannot listen on {}", settings.listen_addr))?;
@@ -104,6 +129,7 @@ impl Application {
             sessions,
             revocations,
             api_keys,
+            metrics,
             cleanup_policy: settings.retention.policy(&settings.tokens)?,
             cleanup_interval: *settings.retention.cleanup_interval,
             health_check_interval: *settings.health_check_interval,
@@ -114,6 +140,11 @@ impl Application {
     /// Where the server listens: the real port when LISTEN_ADDR asked for 0.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where Prometheus scrapes `/metrics`, when enabled.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|endpoint| endpoint.address)
     }
 
     /// Serves until `shutdown` resolves; then health turns NOT_SERVING,
@@ -132,6 +163,18 @@ impl Application {
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
         let (stop_background, background_stopped) = tokio::sync::watch::channel(false);
+        if let Some(endpoint) = self.metrics {
+            let mut stopped = background_stopped.clone();
+            tokio::spawn(metrics::serve(endpoint.listener, endpoint.handle, async move {
+                let _ = stopped.wait_for(|stopped| *stopped).await;
+            }));
+            tokio::spawn(collect_gauges(
+                self.repository.clone(),
+                self.sessions.clone(),
+                background_stopped.clone(),
+            ));
+            info!(address = %endpoint.address, "serving Prometheus metrics on /metrics");
+        }
         tokio::spawn(cleanup_periodically(
             self.repository.clone(),
             self.sessions.clone(),
@@ -151,6 +194,7 @@ impl Application {
 
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = Server::builder()
+            .layer(metrics::RpcTimingLayer)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -185,6 +229,22 @@ impl Application {
         self.repository.close().await;
         info!("stopped");
         Ok(())
+    }
+}
+
+/// Refreshes the gauges that are not kept up to date as things happen.
+async fn collect_gauges(repository: Repository, sessions: Arc<SessionCache>, mut stopped: tokio::sync::watch::Receiver<bool>) {
+    let mut ticker = tokio::time::interval(GAUGE_INTERVAL);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = stopped.wait_for(|stopped| *stopped) => return,
+        }
+        metrics::session_cache_entries(sessions.len());
+        match repository.count_live_sessions(Timestamp::now()).await {
+            Ok(count) => metrics::live_sessions(count),
+            Err(error) => warn!(error = %error, "cannot count live sessions for the metrics"),
+        }
     }
 }
 

@@ -3,7 +3,10 @@
 use tracing::{info, warn};
 
 use super::{Authority, AuthorityError, IssuedSession};
-use crate::domain::{ClientContext, Password, Session, Timestamp, Username};
+use crate::{
+    domain::{ClientContext, Password, Session, Timestamp, Username},
+    metrics,
+};
 
 pub struct LoginRequest {
     pub username: Username,
@@ -24,12 +27,14 @@ impl Authority {
             None => {
                 // The username is not logged: people type passwords into it.
                 info!(outcome = "unknown_user", "login failed");
+                metrics::login("unknown_user");
                 return Err(AuthorityError::InvalidCredentials);
             }
             Some(user) if !check.matches || user.disabled => {
                 tracing::Span::current().record("user_id", tracing::field::display(user.id));
                 let outcome = if check.matches { "user_disabled" } else { "wrong_password" };
                 info!(outcome, "login failed");
+                metrics::login(outcome);
                 return Err(AuthorityError::InvalidCredentials);
             }
             Some(user) => user,
@@ -55,6 +60,7 @@ impl Authority {
         tracing::Span::current().record("session_id", tracing::field::display(session.id));
         self.committed(std::slice::from_ref(&session), &[]);
         info!(remember_me = session.remember_me, outcome = "ok", "login succeeded");
+        metrics::login("ok");
         self.issue(session, &user.username, &user.roles)
     }
 }

@@ -125,6 +125,12 @@ impl Authority {
         for session in sessions {
             self.sessions.store(session.state());
         }
+        for reason in crate::domain::RevocationReason::ALL {
+            let count = events.iter().filter(|event| event.reason == reason).count() as u64;
+            if count > 0 {
+                crate::metrics::revocations(reason, count);
+            }
+        }
         if let Some(listener) = &self.listener
             && !events.is_empty()
         {

@@ -4,7 +4,10 @@
 use tracing::{info, warn};
 
 use super::{Authority, AuthorityError, IssuedSession};
-use crate::domain::{AccessToken, ClientContext, RevocationReason, Session, Timestamp, TokenStanding};
+use crate::{
+    domain::{AccessToken, ClientContext, RevocationReason, Session, Timestamp, TokenStanding},
+    metrics,
+};
 
 /// A rotation can lose a race to a concurrent one; it then re-reads the
 /// session, finds its token retired a moment ago, and answers as a retry.
@@ -17,6 +20,25 @@ impl Authority {
         token: &AccessToken,
         client: Option<ClientContext>,
     ) -> Result<IssuedSession, AuthorityError> {
+        let result = self.rotate(token, client).await;
+        metrics::refresh(match &result {
+            Ok((_, outcome)) => outcome,
+            Err(AuthorityError::InvalidToken(_)) => "invalid_token",
+            Err(AuthorityError::UnknownSession) => "unknown_session",
+            Err(AuthorityError::SessionRevoked) => "revoked",
+            Err(AuthorityError::TokenReused) => "reuse_detected",
+            Err(AuthorityError::Conflict) => "conflict",
+            Err(_) => "error",
+        });
+        result.map(|(issued, _)| issued)
+    }
+
+    /// The refresh itself; also says how it went, for the metrics.
+    async fn rotate(
+        &self,
+        token: &AccessToken,
+        client: Option<ClientContext>,
+    ) -> Result<(IssuedSession, &'static str), AuthorityError> {
         let claims = self.keyring.verify(token).map_err(AuthorityError::InvalidToken)?;
         let span = tracing::Span::current();
         span.record("user_id", tracing::field::display(claims.user_id));
@@ -42,14 +64,15 @@ impl Authority {
                     };
                     self.committed(std::slice::from_ref(&rotated), std::slice::from_ref(&event));
                     info!(outcome = "rotated", "token refreshed");
-                    return self.issue_for_user(rotated).await;
+                    return Ok((self.issue_for_user(rotated).await?, "rotated"));
                 }
                 TokenStanding::RetiredInGrace => {
                     info!(outcome = "retry", "retired token within grace period; returning the current token");
-                    return self.issue_for_user(session).await;
+                    return Ok((self.issue_for_user(session).await?, "retry"));
                 }
                 TokenStanding::Retired => {
                     warn!(outcome = "reuse_detected", "retired token presented again; revoking the session");
+                    metrics::reuse_detected();
                     if let Some((revoked, event)) = self
                         .repository
                         .revoke_session(session.id, RevocationReason::ReuseDetected, now)

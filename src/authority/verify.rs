@@ -2,6 +2,7 @@
 //! in-memory session cache; the database is read only on a cache miss.
 
 use super::{Authority, AuthorityError};
+use crate::metrics;
 use crate::domain::{
     AccessToken, SessionId, SessionState, Timestamp, TokenStanding,
     tokens::{TokenClaims, TokenRejection},
@@ -28,8 +29,32 @@ pub enum InvalidReason {
     UnknownSession,
 }
 
+impl Verdict {
+    /// The verdict's reason as a metrics label.
+    pub fn reason_name(&self) -> &'static str {
+        match self {
+            Verdict::Valid(_) => "ok",
+            Verdict::Invalid(InvalidReason::Token(TokenRejection::Malformed)) => "malformed",
+            Verdict::Invalid(InvalidReason::Token(TokenRejection::BadSignature)) => "bad_signature",
+            Verdict::Invalid(InvalidReason::Token(TokenRejection::Expired)) => "expired",
+            Verdict::Invalid(InvalidReason::Token(TokenRejection::NotYetValid)) => "not_yet_valid",
+            Verdict::Invalid(InvalidReason::Token(TokenRejection::WrongIssuer)) => "wrong_issuer",
+            Verdict::Invalid(InvalidReason::Token(TokenRejection::WrongAudience)) => "wrong_audience",
+            Verdict::Invalid(InvalidReason::Revoked) => "revoked",
+            Verdict::Invalid(InvalidReason::Rotated) => "rotated",
+            Verdict::Invalid(InvalidReason::UnknownSession) => "unknown_session",
+        }
+    }
+}
+
 impl Authority {
     pub async fn verify(&self, token: &AccessToken) -> Result<Verdict, AuthorityError> {
+        let verdict = self.check(token).await?;
+        metrics::verification(verdict.reason_name());
+        Ok(verdict)
+    }
+
+    async fn check(&self, token: &AccessToken) -> Result<Verdict, AuthorityError> {
         let claims = match self.keyring.verify(token) {
             Ok(claims) => claims,
             Err(rejection) => return Ok(Verdict::Invalid(InvalidReason::Token(rejection))),

@@ -1,8 +1,8 @@
 //! Sessions: opening, reading, rotating and revoking them.
 
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect,
     sea_query::{Expr, ExprTrait, Query},
 };
 use secrecy::{ExposeSecret, SecretString};
@@ -83,6 +83,15 @@ impl Repository {
             .into_iter()
             .map(session_from_model)
             .collect()
+    }
+
+    /// How many sessions are live (not revoked, not expired) at `now`.
+    pub async fn count_live_sessions(&self, now: Timestamp) -> Result<u64, RepositoryError> {
+        Ok(sessions::Entity::find()
+            .filter(sessions::Column::RevokedAt.is_null())
+            .filter(sessions::Column::ExpiresAt.gt(now.as_millis()))
+            .count(self.connection())
+            .await?)
     }
 
     /// Rotates a session's token if its current token is still the expected

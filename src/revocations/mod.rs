@@ -153,10 +153,10 @@ impl RevocationFeed {
         let start = subscriber::Start::choose(request, bounds)?;
         let (sender, receiver) = mpsc::channel(SUBSCRIBER_BUFFER);
         let feed = self.clone();
-        feed.subscribers.fetch_add(1, Ordering::Relaxed);
+        crate::metrics::stream_subscribers(feed.subscribers.fetch_add(1, Ordering::Relaxed) + 1);
         tokio::spawn(async move {
             let ended = subscriber::run(&feed, live, start, &sender).await;
-            feed.subscribers.fetch_sub(1, Ordering::Relaxed);
+            crate::metrics::stream_subscribers(feed.subscribers.fetch_sub(1, Ordering::Relaxed) - 1);
             if let Err(error) = ended {
                 debug!(error = %error, "revocation subscription ended");
                 let _ = sender.send(Err(error)).await;

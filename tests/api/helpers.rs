@@ -24,6 +24,8 @@ pub const PASSWORD: &str = "correct horse battery staple";
 /// A server under test, with clients connected to it.
 pub struct TestApp {
     pub address: SocketAddr,
+    /// Where `/metrics` is served, when the test asked for it.
+    pub metrics_address: Option<SocketAddr>,
     pub client: TokenAuthorityClient<Channel>,
     pub admin: TokenAuthorityAdminClient<Channel>,
     pub database_url: String,
@@ -170,6 +172,7 @@ impl TestApp {
             .await
             .expect("the application builds");
         let address = application.local_addr();
+        let metrics_address = application.metrics_addr();
         let (shutdown, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(application.run_until_stopped(async {
             let _ = stopped.await;
@@ -181,6 +184,7 @@ impl TestApp {
             .expect("the server accepts connections");
         Self {
             address,
+            metrics_address,
             client: TokenAuthorityClient::new(channel.clone()),
             admin: TokenAuthorityAdminClient::new(channel),
             database_url,

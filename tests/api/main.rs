@@ -8,6 +8,7 @@ mod health;
 mod helpers;
 mod login;
 mod logout;
+mod metrics;
 mod passwords;
 mod postgres;
 mod refresh;

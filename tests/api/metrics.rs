@@ -1,0 +1,86 @@
+//! The Prometheus endpoint: what an operator scrapes.
+
+use std::collections::HashMap;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use crate::helpers::{PASSWORD, TestApp, TestConfig, sleep, spawn_app};
+
+/// Scrapes `/metrics` and returns every sample line as name{labels} -> value.
+async fn scrape(app: &TestApp) -> HashMap<String, f64> {
+    let address = app.metrics_address.expect("metrics are enabled");
+    let mut connection = tokio::net::TcpStream::connect(address).await.unwrap();
+    connection
+        .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    connection.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    let (_, body) = response.split_once("\r\n\r\n").unwrap();
+    body.lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .filter_map(|line| line.rsplit_once(' '))
+        .map(|(name, value)| (name.to_owned(), value.parse().unwrap_or(f64::NAN)))
+        .collect()
+}
+
+fn delta(before: &HashMap<String, f64>, after: &HashMap<String, f64>, sample: &str) -> f64 {
+    after.get(sample).copied().unwrap_or(0.0) - before.get(sample).copied().unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn counters_gauges_and_latencies_are_scraped() {
+    let mut app = TestConfig::default()
+        .with("--metrics-addr", "127.0.0.1:0")
+        .with("--jwt-rotation-grace", "0s")
+        .spawn()
+        .await;
+    app.create_user("alice", PASSWORD, &[]).await;
+    let before = scrape(&app).await;
+
+    let login = app.login("alice", PASSWORD).await.unwrap();
+    let _ = app.login("alice", "wrong password").await;
+    let _ = app.login("nobody", PASSWORD).await;
+    app.verify(&login.access_token).await;
+    app.verify("not.a.token").await;
+    app.refresh(&login.access_token).await.unwrap();
+    sleep(std::time::Duration::from_millis(20)).await;
+    let _ = app.refresh(&login.access_token).await; // reuse: revokes the session
+    let other = app.login("alice", PASSWORD).await.unwrap();
+    app.logout(&other.access_token).await.unwrap();
+    let _stream = app.watch(0, false).await.unwrap();
+    sleep(std::time::Duration::from_millis(50)).await;
+    let after = scrape(&app).await;
+
+    let expected = [
+        (r#"token_authority_logins_total{outcome="ok"}"#, 2.0),
+        (r#"token_authority_logins_total{outcome="wrong_password"}"#, 1.0),
+        (r#"token_authority_logins_total{outcome="unknown_user"}"#, 1.0),
+        (r#"token_authority_verifications_total{reason="ok"}"#, 1.0),
+        (r#"token_authority_verifications_total{reason="malformed"}"#, 1.0),
+        (r#"token_authority_refreshes_total{outcome="rotated"}"#, 1.0),
+        (r#"token_authority_refreshes_total{outcome="reuse_detected"}"#, 1.0),
+        ("token_authority_reuse_detections_total", 1.0),
+        (r#"token_authority_revocations_total{reason="rotated"}"#, 1.0),
+        (r#"token_authority_revocations_total{reason="reuse_detected"}"#, 1.0),
+        (r#"token_authority_revocations_total{reason="logout"}"#, 1.0),
+        (r#"token_authority_rpc_duration_seconds_count{method="TokenAuthority/Verify"}"#, 2.0),
+        (r#"token_authority_rpc_duration_seconds_count{method="TokenAuthority/Login"}"#, 4.0),
+    ];
+    for (sample, increase) in expected {
+        assert_eq!(delta(&before, &after, sample), increase, "{sample}");
+    }
+    assert!(after["token_authority_stream_subscribers"] >= 1.0);
+    assert!(after.contains_key("token_authority_live_sessions"));
+    assert!(after.contains_key("token_authority_session_cache_entries"));
+    assert!(
+        after.keys().any(|sample| sample.starts_with(r#"token_authority_rpc_duration_seconds_bucket{method="TokenAuthority/Refresh",le="0.001"}"#)),
+        "latency histograms have buckets"
+    );
+}
+
+#[tokio::test]
+async fn without_metrics_addr_nothing_listens() {
+    let app = spawn_app().await;
+    assert!(app.metrics_address.is_none());
+}
