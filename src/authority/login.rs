@@ -56,9 +56,10 @@ impl Authority {
         }
 
         let session = Session::open(user.id, request.remember_me, request.client, &self.lifetimes, Timestamp::now());
+        let ticket = self.sessions.ticket(session.id);
         self.repository.insert_session(&session).await?;
         tracing::Span::current().record("session_id", tracing::field::display(session.id));
-        self.committed(std::slice::from_ref(&session), &[]);
+        self.cache_live(ticket, &session);
         info!(remember_me = session.remember_me, outcome = "ok", "login succeeded");
         metrics::login("ok");
         self.issue(session, &user.username, &user.roles)

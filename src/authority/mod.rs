@@ -25,7 +25,7 @@ pub use admin::create_user;
 pub use cleanup::{CleanupPolicy, CleanupReport, cleanup, cleanup_periodically};
 pub use error::AuthorityError;
 pub use password_pool::PasswordPool;
-pub use session_cache::SessionCache;
+pub use session_cache::{LoadTicket, SessionCache};
 pub use verify::{InvalidReason, Verdict, VerifiedToken};
 
 use crate::{
@@ -119,11 +119,12 @@ impl Authority {
         }
     }
 
-    /// Makes committed changes visible: the cache first, so that Verify here
-    /// is consistent before the caller gets its answer, then the stream.
-    fn committed(&self, sessions: &[Session], events: &[RevocationEvent]) {
-        for session in sessions {
-            self.sessions.store(session.state());
+    /// Makes committed revocations visible: the cache first, so that Verify
+    /// here is consistent before the caller gets its answer, then the stream.
+    /// A revocation is final, so its state can always be cached.
+    fn committed(&self, revoked: &[Session], events: &[RevocationEvent]) {
+        for session in revoked {
+            self.sessions.store_revoked(session.state());
         }
         for reason in crate::domain::RevocationReason::ALL {
             let count = events.iter().filter(|event| event.reason == reason).count() as u64;
@@ -136,6 +137,14 @@ impl Authority {
         {
             listener.committed(events);
         }
+    }
+
+    /// Caches a live session this replica has just written, unless a change
+    /// from elsewhere touched the cache since `ticket` was taken (before the
+    /// write): that change may be newer than ours, so the next Verify reads
+    /// the database instead.
+    fn cache_live(&self, ticket: LoadTicket, session: &Session) {
+        self.sessions.fill(ticket, session.state());
     }
 
     /// A caller proving who they are with a token: it must verify and be the

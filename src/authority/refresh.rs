@@ -59,10 +59,12 @@ impl Authority {
                 }
                 TokenStanding::Current => {
                     let rotation = self.rotation_of(&session, client.clone(), now);
+                    let ticket = self.sessions.ticket(session.id);
                     let Some((rotated, event)) = self.repository.rotate_session(&rotation).await? else {
                         continue; // lost a race: look again
                     };
-                    self.committed(std::slice::from_ref(&rotated), std::slice::from_ref(&event));
+                    self.cache_live(ticket, &rotated);
+                    self.committed(&[], std::slice::from_ref(&event));
                     info!(outcome = "rotated", "token refreshed");
                     return Ok((self.issue_for_user(rotated).await?, "rotated"));
                 }

@@ -1,14 +1,16 @@
 //! Verify's view of sessions, in memory, so that checking a token costs no
 //! database round trip.
 //!
-//! Writes on this replica store the new state right after commit; revocation
-//! events from other replicas invalidate. The subtle part is a database read
-//! racing a write: a Verify that read the old row could otherwise put it back
-//! after the write stored or invalidated the new one. Each shard therefore
-//! keeps an epoch, bumped by every invalidation, and a read only fills the
-//! cache if no invalidation happened in its shard since it began. Versions
-//! (bumped by every database change) keep a newer state from being replaced
-//! by an older one.
+//! Writes on this replica cache the new state right after commit; outbox
+//! events (from every replica, this one included) invalidate. The subtle part
+//! is a state racing a change made elsewhere: a Verify that read the old row,
+//! or a local write that committed just before another replica's, could
+//! otherwise cache a state that an event has already superseded. Each shard
+//! therefore keeps an epoch, bumped by every invalidation; a state read or
+//! written under a ticket is only cached if no invalidation happened in its
+//! shard since the ticket was taken. Revoked states are final and always
+//! cached. Versions (bumped by every database change) keep a newer state from
+//! being replaced by an older one.
 //!
 //! Hand-written rather than a cache crate because both checks must happen
 //! atomically with the insert, under the shard's lock.
@@ -74,8 +76,10 @@ impl SessionCache {
         }
     }
 
-    /// Caches a state this replica has just committed.
-    pub fn store(&self, state: SessionState) {
+    /// Caches a revoked state this replica has just committed. Revocation is
+    /// final, so no later change can make it stale.
+    pub fn store_revoked(&self, state: SessionState) {
+        debug_assert!(state.revoked, "only revoked states are stored unconditionally");
         let mut shard = self.lock(self.shard_of(state.id));
         self.insert_newer(&mut shard, state);
     }
@@ -163,10 +167,10 @@ mod tests {
     fn newer_versions_win_older_are_ignored() {
         let cache = SessionCache::new(100);
         let id = SessionId::generate();
-        cache.store(state(id, 2));
-        cache.store(state(id, 1));
+        cache.fill(cache.ticket(id), state(id, 2));
+        cache.fill(cache.ticket(id), state(id, 1));
         assert_eq!(cache.get(id).unwrap().version, 2);
-        cache.store(state(id, 3));
+        cache.store_revoked(SessionState { revoked: true, ..state(id, 3) });
         assert_eq!(cache.get(id).unwrap().version, 3);
     }
 
@@ -183,11 +187,21 @@ mod tests {
     }
 
     #[test]
+    fn a_local_write_that_raced_a_revocation_elsewhere_is_not_cached() {
+        let cache = SessionCache::new(100);
+        let id = SessionId::generate();
+        let ticket = cache.ticket(id); // taken before the write
+        cache.mark_revoked(id); // another replica's revocation, seen before our write is cached
+        cache.fill(ticket, state(id, 2));
+        assert!(cache.get(id).is_none(), "the next Verify reads the database");
+    }
+
+    #[test]
     fn outbox_events_revoke_or_evict_what_they_touch() {
         let cache = SessionCache::new(100);
         let id = SessionId::generate();
         let cached = state(id, 1);
-        cache.store(cached);
+        cache.fill(cache.ticket(id), cached);
         cache.retire(id, TokenId::generate());
         assert!(cache.get(id).is_some(), "another token's retirement changes nothing");
         cache.mark_revoked(id);
@@ -200,7 +214,8 @@ mod tests {
     fn capacity_is_bounded() {
         let cache = SessionCache::new(64);
         for _ in 0..1000 {
-            cache.store(state(SessionId::generate(), 1));
+            let id = SessionId::generate();
+            cache.fill(cache.ticket(id), state(id, 1));
         }
         assert!(cache.len() <= 64, "{}", cache.len());
     }

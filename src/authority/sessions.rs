@@ -88,16 +88,16 @@ impl Authority {
         }
         let new_hash = self.passwords.hash(new_password.as_password().clone()).await?;
         let rotation = self.rotation_of(&session, None, Timestamp::now());
+        let ticket = self.sessions.ticket(session.id);
         match self
             .repository
             .change_password(user.id, &user.password_hash, new_hash, &rotation)
             .await?
         {
             PasswordChange::Done { session, revocations } => {
-                let mut changed = revocations.sessions;
-                changed.push(session.clone());
-                self.committed(&changed, &revocations.events);
-                let revoked_count = changed.len() - 1;
+                self.cache_live(ticket, &session);
+                self.committed(&revocations.sessions, &revocations.events);
+                let revoked_count = revocations.sessions.len();
                 info!(revoked_count, outcome = "ok", "password changed");
                 let issued = self.issue(session, &user.username, &user.roles)?;
                 Ok(PasswordChanged {
