@@ -63,6 +63,24 @@ impl Repository {
         transaction.commit().await
     }
 
+    /// Inserts many sessions at once, a chunk per statement and per
+    /// transaction (for imports and benchmark seeding).
+    pub async fn insert_sessions(&self, sessions: &[Session]) -> Result<(), RepositoryError> {
+        // 15 columns: well under SQLite's limit of bound parameters per statement.
+        const ROWS_PER_STATEMENT: usize = 1000;
+        const ROWS_PER_TRANSACTION: usize = 50_000;
+        for batch in sessions.chunks(ROWS_PER_TRANSACTION) {
+            let transaction = self.begin_write().await?;
+            for chunk in batch.chunks(ROWS_PER_STATEMENT) {
+                sessions::Entity::insert_many(chunk.iter().map(session_to_model))
+                    .exec_without_returning(&*transaction)
+                    .await?;
+            }
+            transaction.commit().await?;
+        }
+        Ok(())
+    }
+
     pub async fn find_session(&self, id: SessionId) -> Result<Option<Session>, RepositoryError> {
         sessions::Entity::find_by_id(id.as_uuid())
             .one(self.connection())

@@ -1,0 +1,338 @@
+//! The load benchmark: starts the real release server on fresh databases,
+//! drives it over real gRPC connections with a closed-loop load generator,
+//! and prints each figure beside its floor, measured in the same run on the
+//! same machine, as a ratio with its target.
+//!
+//! `cargo bench --bench load` runs the full mode (a few minutes);
+//! `cargo bench --bench load -- --short` runs in seconds with small seeds (CI
+//! runs it to keep the harness working; its figures are not judged).
+//! Results go to `bench-results/latest.json` and `bench-results/latest.md`.
+
+mod floors;
+mod load;
+mod report;
+mod seed;
+mod server;
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use clap::Parser;
+use tokio_stream::StreamExt;
+use tonic::{Request, transport::Channel};
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+use token_authority::{
+    domain::Session,
+    proto::{self, token_authority_client::TokenAuthorityClient},
+};
+
+use load::{Call, LoadSpec, Stats, closed_loop};
+use report::{Machine, Memory, Report};
+use server::{SERVICE_KEY, Server};
+
+#[derive(Debug, Parser)]
+#[command(about = "Load benchmark of token-authority against its floors")]
+struct Args {
+    /// Seconds instead of minutes: short runs and small seeds.
+    #[arg(long)]
+    short: bool,
+    /// How long each measured run lasts (default 10s; 1s with --short).
+    #[arg(long)]
+    duration: Option<humantime::Duration>,
+    /// Calls in flight for the throughput runs.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// HTTP/2 connections the load is spread over.
+    #[arg(long, default_value_t = 8)]
+    connections: usize,
+    /// Sessions in the large database (default 1,000,000; 20,000 with --short).
+    #[arg(long)]
+    sessions: Option<usize>,
+    /// Revocation subscribers held open for the memory figure (default 1,000).
+    #[arg(long, default_value_t = 1000)]
+    subscribers: usize,
+    /// Where the JSON and markdown results go.
+    #[arg(long, default_value = "bench-results")]
+    output: PathBuf,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+/// Sessions in the small database that Verify cycles through.
+const VERIFY_SET: usize = 1000;
+/// Calls in flight for the latency-under-load comparison.
+const LIGHT_CONCURRENCY: usize = 8;
+/// Subscribers that time the propagation of revocations.
+const PROPAGATION_SUBSCRIBERS: usize = 100;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let duration = args.duration.map_or(
+        if args.short { Duration::from_secs(1) } else { Duration::from_secs(10) },
+        Into::into,
+    );
+    let spec = LoadSpec {
+        concurrency: args.concurrency,
+        warmup: duration / 5,
+        duration,
+    };
+    let light = LoadSpec {
+        concurrency: LIGHT_CONCURRENCY,
+        ..spec
+    };
+    let large = args.sessions.unwrap_or(if args.short { 20_000 } else { 1_000_000 });
+    let logouts = if args.short { 30 } else { 300 };
+    let workspace = tempfile::TempDir::new()?;
+    let database = |name: &str| format!("sqlite:{}", workspace.path().join(name).display());
+    let mut report = Report::new(args.short, Machine::describe(), spec);
+
+    eprintln!("floors: argon2 on every core, and the rotation transaction in-process");
+    let argon2_per_second = floors::argon2_per_second(duration)?;
+    let floor_seed = seed::seed(&database("floor.db"), args.concurrency).await?;
+    let rotation_floor = floors::rotation_transactions(
+        seed::repository(&database("floor.db")).await?,
+        floor_seed.sessions,
+        spec.warmup,
+        duration,
+    )
+    .await;
+
+    eprintln!("small database: {VERIFY_SET} sessions");
+    let small = seed::seed(&database("small.db"), VERIFY_SET + args.concurrency + logouts).await?;
+    let keyring = Arc::new(seed::keyring()?);
+    let tokens = |sessions: &[Session]| -> anyhow::Result<Arc<Vec<String>>> {
+        Ok(Arc::new(
+            sessions
+                .iter()
+                .map(|session| seed::token_for(&keyring, session))
+                .collect::<anyhow::Result<_>>()?,
+        ))
+    };
+    let verify_tokens = tokens(&small.sessions[..VERIFY_SET])?;
+    let refresh_tokens = tokens(&small.sessions[VERIFY_SET..VERIFY_SET + args.concurrency])?;
+    let logout_sessions = &small.sessions[VERIFY_SET + args.concurrency..];
+    let logout_tokens = tokens(logout_sessions)?;
+
+    let server = Server::start(&database("small.db"), &workspace.path().join("small.log")).await?;
+    let channels = server.connections(args.connections).await?;
+    eprintln!("Health/Check and Verify, {} in flight", spec.concurrency);
+    let health = closed_loop(&channels, spec, health_call()).await;
+    let verify_small = closed_loop(&channels, spec, verify_call(verify_tokens.clone())).await;
+    eprintln!("Verify alone, Login alone, both together ({LIGHT_CONCURRENCY} in flight each)");
+    let verify_alone = closed_loop(&channels, light, verify_call(verify_tokens.clone())).await;
+    let login_alone = closed_loop(&channels, light, login_call()).await;
+    let (verify_loaded, login_loaded) = tokio::join!(
+        closed_loop(&channels, light, verify_call(verify_tokens.clone())),
+        closed_loop(&channels, light, login_call()),
+    );
+    eprintln!("Refresh, {} in flight", spec.concurrency);
+    let refresh = closed_loop(&channels, spec, refresh_call(&refresh_tokens)).await;
+    eprintln!("revocation propagation to {PROPAGATION_SUBSCRIBERS} subscribers");
+    let propagation = propagation(&server, logout_sessions, &logout_tokens).await?;
+    server.stop().await?;
+
+    report.verify_against_health(&verify_small, &health);
+    report.login_against_argon2(&login_alone, argon2_per_second);
+    report.verify_under_login(&verify_loaded, &verify_alone, &login_loaded);
+    report.refresh_against_transaction(&refresh, &rotation_floor);
+    report.propagation(&propagation, PROPAGATION_SUBSCRIBERS);
+
+    eprintln!("large database: {large} sessions");
+    let seeding = Instant::now();
+    let big = seed::seed(&database("large.db"), large).await?;
+    eprintln!("seeded in {:.1}s", seeding.elapsed().as_secs_f64());
+    let big_tokens = tokens(&seed::spread(&big.sessions, VERIFY_SET).into_iter().cloned().collect::<Vec<_>>())?;
+    let server = Server::start(&database("large.db"), &workspace.path().join("large.log")).await?;
+    let channels = server.connections(args.connections).await?;
+    let (started_rss, _) = server.memory()?;
+    let verify_large = closed_loop(&channels, spec, verify_call(big_tokens)).await;
+    report.verify_against_small_table(&verify_large, &verify_small, large);
+
+    eprintln!("{} subscribers, then every session verified once", args.subscribers);
+    let held = hold_subscribers(&server, args.subscribers).await?;
+    let (with_subscribers_rss, _) = server.memory()?;
+    let warmed = verify_every_session(&channels, &keyring, &big.sessions, spec.concurrency).await?;
+    let (warm_rss, peak_rss) = server.memory()?;
+    drop(held);
+    server.stop().await?;
+    report.memory(Memory {
+        sessions: large,
+        subscribers: args.subscribers,
+        cached_sessions: warmed,
+        started_rss,
+        with_subscribers_rss,
+        warm_rss,
+        peak_rss,
+    });
+
+    report.write(&args.output)?;
+    println!("{}", report.markdown());
+    Ok(())
+}
+
+fn health_call() -> Call {
+    Arc::new(|_, channel: Channel| {
+        Box::pin(async move {
+            HealthClient::new(channel)
+                .check(HealthCheckRequest::default())
+                .await
+                .is_ok()
+        })
+    })
+}
+
+fn verify_call(tokens: Arc<Vec<String>>) -> Call {
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    Arc::new(move |_, channel: Channel| {
+        let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % tokens.len();
+        let request = proto::VerifyRequest {
+            access_token: tokens[index].clone(),
+        };
+        Box::pin(async move {
+            TokenAuthorityClient::new(channel)
+                .verify(request)
+                .await
+                .is_ok_and(|response| response.into_inner().valid)
+        })
+    })
+}
+
+fn login_call() -> Call {
+    Arc::new(|_, channel: Channel| {
+        let request = proto::LoginRequest {
+            username: seed::LOGIN_USER.into(),
+            password: seed::PASSWORD.into(),
+            ..Default::default()
+        };
+        Box::pin(async move { TokenAuthorityClient::new(channel).login(request).await.is_ok() })
+    })
+}
+
+/// Each worker refreshes its own session, always with its latest token.
+fn refresh_call(tokens: &[String]) -> Call {
+    let current: Arc<Vec<Mutex<String>>> = Arc::new(tokens.iter().cloned().map(Mutex::new).collect());
+    Arc::new(move |worker, channel: Channel| {
+        let current = current.clone();
+        Box::pin(async move {
+            let token = current[worker].lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+            let request = proto::RefreshRequest {
+                access_token: token,
+                client: None,
+            };
+            match TokenAuthorityClient::new(channel).refresh(request).await {
+                Ok(response) => {
+                    *current[worker].lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+                        response.into_inner().access_token;
+                    true
+                }
+                Err(_) => false,
+            }
+        })
+    })
+}
+
+fn watch_request() -> Request<proto::WatchRevocationsRequest> {
+    let mut request = Request::new(proto::WatchRevocationsRequest::default());
+    let bearer = format!("Bearer {SERVICE_KEY}").parse().expect("ASCII");
+    request.metadata_mut().insert("authorization", bearer);
+    request
+}
+
+/// Logs sessions out one after the other; every subscriber notes when each
+/// event arrives. Latency: from Logout's answer to the event's arrival.
+async fn propagation(server: &Server, sessions: &[Session], tokens: &[String]) -> anyhow::Result<Stats> {
+    let channels = server.connections(10).await?;
+    let mut subscribers = Vec::new();
+    for index in 0..PROPAGATION_SUBSCRIBERS {
+        let mut client = TokenAuthorityClient::new(channels[index % channels.len()].clone());
+        let mut stream = client.watch_revocations(watch_request()).await?.into_inner();
+        let expected = sessions.len();
+        subscribers.push(tokio::spawn(async move {
+            let mut arrivals = HashMap::new();
+            while arrivals.len() < expected {
+                match tokio::time::timeout(Duration::from_secs(30), stream.next()).await {
+                    // Earlier runs' rotations are replayed first; only logouts count.
+                    Ok(Some(Ok(event))) if event.reason() == proto::RevocationReason::Logout => {
+                        arrivals.insert(event.session_id, Instant::now());
+                    }
+                    Ok(Some(Ok(_))) => {}
+                    _ => break,
+                }
+            }
+            arrivals
+        }));
+    }
+    let mut client = TokenAuthorityClient::new(channels[0].clone());
+    let mut answered = HashMap::new();
+    for (session, token) in sessions.iter().zip(tokens) {
+        client
+            .logout(proto::LogoutRequest {
+                access_token: token.clone(),
+            })
+            .await?;
+        answered.insert(session.id.to_string(), Instant::now());
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let mut stats = Stats::empty();
+    for subscriber in subscribers {
+        let arrivals = subscriber.await?;
+        for (session, at) in &answered {
+            match arrivals.get(session) {
+                Some(arrival) => stats.record(arrival.saturating_duration_since(*at)),
+                None => stats.errors += 1,
+            }
+        }
+    }
+    stats.elapsed = Duration::from_secs(1);
+    Ok(stats)
+}
+
+/// Opens `count` revocation streams over a few connections and keeps them open.
+async fn hold_subscribers(server: &Server, count: usize) -> anyhow::Result<Vec<tonic::Streaming<proto::RevocationEvent>>> {
+    let channels = server.connections(count.div_ceil(100).max(1)).await?;
+    let mut streams = Vec::with_capacity(count);
+    for index in 0..count {
+        let mut client = TokenAuthorityClient::new(channels[index % channels.len()].clone());
+        streams.push(client.watch_revocations(watch_request()).await?.into_inner());
+    }
+    Ok(streams)
+}
+
+/// Verifies every session once (filling the server's session cache).
+async fn verify_every_session(
+    channels: &[Channel],
+    keyring: &Arc<token_authority::domain::tokens::Keyring>,
+    sessions: &[Session],
+    concurrency: usize,
+) -> anyhow::Result<usize> {
+    let sessions = Arc::new(sessions.to_vec());
+    let workers: Vec<_> = (0..concurrency)
+        .map(|worker| {
+            let channel = channels[worker % channels.len()].clone();
+            let keyring = keyring.clone();
+            let sessions = sessions.clone();
+            tokio::spawn(async move {
+                let mut client = TokenAuthorityClient::new(channel);
+                let mut verified = 0;
+                for session in sessions.iter().skip(worker).step_by(concurrency) {
+                    let access_token = seed::token_for(&keyring, session)?;
+                    if client.verify(proto::VerifyRequest { access_token }).await?.into_inner().valid {
+                        verified += 1;
+                    }
+                }
+                anyhow::Ok(verified)
+            })
+        })
+        .collect();
+    let mut verified = 0;
+    for worker in workers {
+        verified += worker.await??;
+    }
+    Ok(verified)
+}

@@ -1,0 +1,286 @@
+//! The results: a markdown table for people (and the README), JSON for tools.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use super::load::{LoadSpec, Stats};
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+/// The machine the figures come from.
+pub struct Machine {
+    pub cpu: String,
+    pub cores: usize,
+    pub memory_gib: f64,
+    pub kernel: String,
+}
+
+impl Machine {
+    pub fn describe() -> Self {
+        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+        let cpu = cpuinfo
+            .lines()
+            .find(|line| line.starts_with("model name"))
+            .and_then(|line| line.split_once(':'))
+            .map_or_else(|| "unknown CPU".into(), |(_, name)| name.trim().to_owned());
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let memory_kib: f64 = meminfo
+            .lines()
+            .find(|line| line.starts_with("MemTotal:"))
+            .and_then(|line| line.split_whitespace().nth(1))
+            .and_then(|kib| kib.parse().ok())
+            .unwrap_or(0.0);
+        Self {
+            cpu,
+            cores: std::thread::available_parallelism().map_or(1, usize::from),
+            memory_gib: memory_kib / 1024.0 / 1024.0,
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
+        }
+    }
+}
+
+/// The memory figures of the large database run.
+pub struct Memory {
+    pub sessions: usize,
+    pub subscribers: usize,
+    pub cached_sessions: usize,
+    pub started_rss: u64,
+    pub with_subscribers_rss: u64,
+    pub warm_rss: u64,
+    pub peak_rss: u64,
+}
+
+struct Row {
+    measured: String,
+    result: String,
+    floor: String,
+    ratio: String,
+    target: String,
+    /// `None` when the row has no target or in short mode.
+    met: Option<bool>,
+    json: Value,
+}
+
+pub struct Report {
+    short: bool,
+    machine: Machine,
+    spec: LoadSpec,
+    rows: Vec<Row>,
+    notes: Vec<String>,
+}
+
+fn load(stats: &Stats) -> String {
+    format!(
+        "{:.0}/s; p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms{}",
+        stats.per_second(),
+        stats.quantile_ms(0.5),
+        stats.quantile_ms(0.99),
+        stats.quantile_ms(0.999),
+        if stats.errors > 0 { format!("; {} errors", stats.errors) } else { String::new() }
+    )
+}
+
+fn stats_json(stats: &Stats) -> Value {
+    json!({
+        "per_second": stats.per_second(),
+        "completed": stats.completed,
+        "errors": stats.errors,
+        "p50_ms": stats.quantile_ms(0.5),
+        "p99_ms": stats.quantile_ms(0.99),
+        "p999_ms": stats.quantile_ms(0.999),
+    })
+}
+
+impl Report {
+    pub fn new(short: bool, machine: Machine, spec: LoadSpec) -> Self {
+        Self {
+            short,
+            machine,
+            spec,
+            rows: Vec::new(),
+            notes: Vec::new(),
+        }
+    }
+
+    fn judge(&self, met: bool) -> Option<bool> {
+        (!self.short).then_some(met)
+    }
+
+    pub fn verify_against_health(&mut self, verify: &Stats, health: &Stats) {
+        let throughput = verify.per_second() / health.per_second();
+        let p99 = verify.quantile_ms(0.99) / health.quantile_ms(0.99);
+        self.rows.push(Row {
+            measured: format!("Verify (valid token), {} in flight", self.spec.concurrency),
+            result: load(verify),
+            floor: format!("Health/Check, same load: {}", load(health)),
+            ratio: format!("throughput {throughput:.2}x, p99 {p99:.2}x"),
+            target: "throughput >= 0.8x, p99 <= 2x".into(),
+            met: self.judge(throughput >= 0.8 && p99 <= 2.0),
+            json: json!({"verify": stats_json(verify), "health_check": stats_json(health),
+                "throughput_ratio": throughput, "p99_ratio": p99}),
+        });
+    }
+
+    pub fn verify_against_small_table(&mut self, large: &Stats, small: &Stats, sessions: usize) {
+        let throughput = large.per_second() / small.per_second();
+        self.rows.push(Row {
+            measured: format!("Verify with {sessions} sessions in the database"),
+            result: load(large),
+            floor: format!("Verify with 1,000 sessions: {}", load(small)),
+            ratio: format!("{throughput:.2}x"),
+            target: ">= 0.9x".into(),
+            met: self.judge(throughput >= 0.9),
+            json: json!({"sessions": sessions, "verify": stats_json(large), "verify_small": stats_json(small),
+                "throughput_ratio": throughput}),
+        });
+    }
+
+    pub fn login_against_argon2(&mut self, login: &Stats, argon2_per_second: f64) {
+        let ratio = login.per_second() / argon2_per_second;
+        self.rows.push(Row {
+            measured: "Login, 8 in flight".into(),
+            result: load(login),
+            floor: format!("argon2id (m=19456, t=2, p=1) on every core, in-process: {argon2_per_second:.1} hashes/s"),
+            ratio: format!("{ratio:.2}x"),
+            target: ">= 0.9x".into(),
+            met: self.judge(ratio >= 0.9),
+            json: json!({"login": stats_json(login), "argon2_per_second": argon2_per_second, "ratio": ratio}),
+        });
+    }
+
+    pub fn verify_under_login(&mut self, loaded: &Stats, alone: &Stats, login: &Stats) {
+        let p99 = loaded.quantile_ms(0.99);
+        let ratio = p99 / alone.quantile_ms(0.99);
+        self.rows.push(Row {
+            measured: format!("Verify p99 while Login is saturated ({:.0} logins/s meanwhile)", login.per_second()),
+            result: load(loaded),
+            floor: format!("Verify alone, same load: {}", load(alone)),
+            ratio: format!("p99 {ratio:.2}x"),
+            target: "p99 <= 5 ms and <= 3x".into(),
+            met: self.judge(p99 <= 5.0 && ratio <= 3.0),
+            json: json!({"verify": stats_json(loaded), "verify_alone": stats_json(alone),
+                "login_meanwhile": stats_json(login), "p99_ratio": ratio}),
+        });
+    }
+
+    pub fn refresh_against_transaction(&mut self, refresh: &Stats, transaction: &Stats) {
+        let ratio = refresh.per_second() / transaction.per_second();
+        self.rows.push(Row {
+            measured: format!("Refresh, {} in flight", self.spec.concurrency),
+            result: load(refresh),
+            floor: format!("its write transaction through the same repository and driver, in-process: {}", load(transaction)),
+            ratio: format!("{ratio:.2}x"),
+            target: ">= 0.5x".into(),
+            met: self.judge(ratio >= 0.5),
+            json: json!({"refresh": stats_json(refresh), "transaction": stats_json(transaction), "ratio": ratio}),
+        });
+    }
+
+    pub fn propagation(&mut self, propagation: &Stats, subscribers: usize) {
+        let p99 = propagation.quantile_ms(0.99);
+        self.rows.push(Row {
+            measured: format!("Revocation propagation: Logout returns -> event received by {subscribers} subscribers"),
+            result: format!(
+                "{} samples; p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms{}",
+                propagation.completed,
+                propagation.quantile_ms(0.5),
+                p99,
+                propagation.quantile_ms(0.999),
+                if propagation.errors > 0 { format!("; {} missing", propagation.errors) } else { String::new() }
+            ),
+            floor: "-".into(),
+            ratio: "-".into(),
+            target: "p99 <= 10 ms on SQLite".into(),
+            met: self.judge(p99 <= 10.0 && propagation.errors == 0),
+            json: json!({"subscribers": subscribers, "latency": stats_json(propagation)}),
+        });
+    }
+
+    pub fn memory(&mut self, memory: Memory) {
+        let per_subscriber = memory.with_subscribers_rss.saturating_sub(memory.started_rss) as f64
+            / memory.subscribers.max(1) as f64;
+        let per_session =
+            memory.warm_rss.saturating_sub(memory.with_subscribers_rss) as f64 / memory.cached_sessions.max(1) as f64;
+        let peak = memory.peak_rss as f64 / MIB;
+        self.rows.push(Row {
+            measured: format!(
+                "Server memory (peak RSS) with {} sessions and {} subscribers",
+                memory.sessions, memory.subscribers
+            ),
+            result: format!("{peak:.0} MiB"),
+            floor: "-".into(),
+            ratio: "-".into(),
+            target: "<= 512 MiB".into(),
+            met: self.judge(peak <= 512.0),
+            json: json!({"sessions": memory.sessions, "subscribers": memory.subscribers,
+                "cached_sessions": memory.cached_sessions, "started_rss_mib": memory.started_rss as f64 / MIB,
+                "with_subscribers_rss_mib": memory.with_subscribers_rss as f64 / MIB,
+                "warm_rss_mib": memory.warm_rss as f64 / MIB, "peak_rss_mib": peak,
+                "bytes_per_subscriber": per_subscriber, "bytes_per_cached_session": per_session}),
+        });
+        self.notes.push(format!(
+            "Memory: {:.0} MiB after start; {:.1} KiB per subscriber ({} held open); {:.0} bytes per session in the Verify cache ({} cached, after every session was verified once). The database's rows stay on disk: SQLite's page cache is bounded per connection.",
+            memory.started_rss as f64 / MIB,
+            per_subscriber / 1024.0,
+            memory.subscribers,
+            per_session,
+            memory.cached_sessions,
+        ));
+    }
+
+    pub fn markdown(&self) -> String {
+        let mut text = format!(
+            "Machine: {}, {} cores, {:.0} GiB, Linux {}. {} mode: each run {:?} after a {:?} warm-up, over real gRPC connections from a closed-loop generator in the same machine.\n\n",
+            self.machine.cpu,
+            self.machine.cores,
+            self.machine.memory_gib,
+            self.machine.kernel,
+            if self.short { "Short" } else { "Full" },
+            self.spec.duration,
+            self.spec.warmup,
+        );
+        text.push_str("| measured | result | floor | ratio | target | met |\n|---|---|---|---|---|---|\n");
+        for row in &self.rows {
+            let met = match row.met {
+                Some(true) => "yes",
+                Some(false) => "**no**",
+                None => "not judged",
+            };
+            text.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} |\n",
+                row.measured, row.result, row.floor, row.ratio, row.target, met
+            ));
+        }
+        for note in &self.notes {
+            text.push_str(&format!("\n{note}\n"));
+        }
+        text
+    }
+
+    pub fn write(&self, directory: &Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(directory)?;
+        let rows: Vec<Value> = self
+            .rows
+            .iter()
+            .map(|row| {
+                json!({"measured": row.measured, "target": row.target, "met": row.met, "figures": row.json})
+            })
+            .collect();
+        let document = json!({
+            "mode": if self.short { "short" } else { "full" },
+            "machine": {"cpu": self.machine.cpu, "cores": self.machine.cores,
+                "memory_gib": self.machine.memory_gib, "kernel": self.machine.kernel},
+            "run_seconds": self.spec.duration.as_secs_f64(),
+            "concurrency": self.spec.concurrency,
+            "rows": rows,
+            "notes": self.notes,
+        });
+        std::fs::write(directory.join("latest.json"), serde_json::to_string_pretty(&document)?)?;
+        std::fs::write(directory.join("latest.md"), self.markdown())?;
+        Ok(())
+    }
+}

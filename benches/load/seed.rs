@@ -1,0 +1,102 @@
+//! Prepares a database before the server starts: the schema, two users and
+//! many sessions, inserted in bulk through the repository; and tokens for
+//! them, signed with the server's secret.
+
+use std::time::Duration;
+
+use token_authority::{
+    authority::{self, PasswordPool},
+    domain::{
+        ClientContext, NewPassword, Roles, Session, Timestamp, TokenLifetimes, UserId, Username,
+        passwords::{Argon2Settings, PasswordHasher},
+        tokens::{Keyring, SigningKey, TokenClaims, TokenPolicy},
+    },
+    repository::{DatabaseConfig, Repository},
+};
+
+use super::server::JWT_SECRET;
+
+pub const LOGIN_USER: &str = "bench-login";
+pub const PASSWORD: &str = "benchmark passphrase";
+
+/// What the measurements need of a seeded database.
+pub struct Seeded {
+    /// Every seeded session, in insertion order.
+    pub sessions: Vec<Session>,
+}
+
+pub fn lifetimes() -> TokenLifetimes {
+    TokenLifetimes {
+        standard: Duration::from_secs(24 * 3600),
+        remember_me: Duration::from_secs(30 * 24 * 3600),
+        refresh_window: Duration::from_secs(2 * 3600),
+        rotation_grace: Duration::from_secs(10),
+    }
+}
+
+pub async fn repository(database_url: &str) -> anyhow::Result<Repository> {
+    let repository = Repository::connect(&DatabaseConfig {
+        url: database_url.to_owned(),
+        max_connections: 10,
+        acquire_timeout: Duration::from_secs(30),
+    })
+    .await?;
+    repository.migrate().await?;
+    Ok(repository)
+}
+
+/// Creates the schema, the users and `count` sessions of one user.
+pub async fn seed(database_url: &str, count: usize) -> anyhow::Result<Seeded> {
+    let repository = repository(database_url).await?;
+    let passwords = PasswordPool::start(PasswordHasher::new(Argon2Settings::default())?, 2, 16)?;
+    let mut user_ids = Vec::new();
+    for name in ["bench-sessions", LOGIN_USER] {
+        let id = authority::create_user(
+            &repository,
+            &passwords,
+            Username::parse("username", name)?,
+            NewPassword::parse("password", PASSWORD.into())?,
+            Roles::parse("roles", &["reader"])?,
+        )
+        .await?;
+        user_ids.push(id);
+    }
+    let user_id: UserId = user_ids[0];
+    let now = Timestamp::now();
+    let sessions: Vec<Session> = (0..count)
+        .map(|_| Session::open(user_id, false, ClientContext::default(), &lifetimes(), now))
+        .collect();
+    repository.insert_sessions(&sessions).await?;
+    repository.close().await;
+    Ok(Seeded { sessions })
+}
+
+/// Signs tokens exactly as the server does.
+pub fn keyring() -> anyhow::Result<Keyring> {
+    let policy = TokenPolicy {
+        issuer: "token-authority".into(),
+        audience: "token-authority".into(),
+        leeway: Duration::from_secs(5),
+    };
+    Ok(Keyring::new(SigningKey::hs256(JWT_SECRET.as_bytes().to_vec())?, vec![], policy))
+}
+
+/// The current token of a seeded session.
+pub fn token_for(keyring: &Keyring, session: &Session) -> anyhow::Result<String> {
+    let claims = TokenClaims {
+        user_id: session.user_id,
+        session_id: session.id,
+        token_id: session.current_token_id,
+        username: "bench-sessions".into(),
+        roles: vec!["reader".into()],
+        issued_at: session.refreshed_at,
+        expires_at: session.expires_at,
+    };
+    Ok(keyring.sign(&claims)?.into_string())
+}
+
+/// `count` sessions spread evenly over all of them.
+pub fn spread(sessions: &[Session], count: usize) -> Vec<&Session> {
+    let step = (sessions.len() / count.max(1)).max(1);
+    sessions.iter().step_by(step).take(count).collect()
+}

@@ -1,0 +1,101 @@
+//! The real release server, as a child process on a prepared database.
+
+use std::{
+    net::{SocketAddr, TcpListener},
+    path::Path,
+    process::Stdio,
+    time::Duration,
+};
+
+use anyhow::Context;
+use tokio::process::{Child, Command};
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+
+pub const JWT_SECRET: &str = "benchmark-secret-that-is-at-least-32-bytes";
+pub const ADMIN_KEY: &str = "benchmark-admin-key-0001";
+pub const SERVICE_KEY: &str = "benchmark-service-key-01";
+
+const BINARY: &str = env!("CARGO_BIN_EXE_token-authority");
+
+pub struct Server {
+    child: Child,
+    pub address: SocketAddr,
+}
+
+impl Server {
+    /// Starts `token-authority serve` on `database_url` with the default
+    /// settings (argon2 included), logging to `log`.
+    pub async fn start(database_url: &str, log: &Path) -> anyhow::Result<Self> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let address: SocketAddr = format!("127.0.0.1:{port}").parse()?;
+        let log = std::fs::File::create(log)?;
+        let child = Command::new(BINARY)
+            .arg("serve")
+            .env("LISTEN_ADDR", address.to_string())
+            .env("DATABASE_URL", database_url)
+            .env("JWT_SECRET", JWT_SECRET)
+            .env("ADMIN_API_KEYS", ADMIN_KEY)
+            .env("SERVICE_API_KEYS", SERVICE_KEY)
+            .env("LOG_FORMAT", "json")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .context("starting the server")?;
+        let server = Self { child, address };
+        server.wait_until_serving().await?;
+        Ok(server)
+    }
+
+    async fn wait_until_serving(&self) -> anyhow::Result<()> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(channel) = self.endpoint().connect().await {
+                let answer = HealthClient::new(channel).check(HealthCheckRequest::default()).await;
+                if answer.is_ok_and(|answer| answer.into_inner().status() == ServingStatus::Serving) {
+                    return Ok(());
+                }
+            }
+            anyhow::ensure!(tokio::time::Instant::now() < deadline, "the server did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn endpoint(&self) -> Endpoint {
+        Endpoint::from_shared(format!("http://{}", self.address)).expect("a valid address")
+    }
+
+    /// `count` separate HTTP/2 connections.
+    pub async fn connections(&self, count: usize) -> anyhow::Result<Vec<Channel>> {
+        let mut channels = Vec::with_capacity(count);
+        for _ in 0..count {
+            channels.push(self.endpoint().connect().await?);
+        }
+        Ok(channels)
+    }
+
+    /// Resident memory now and at its peak, in bytes.
+    pub fn memory(&self) -> anyhow::Result<(u64, u64)> {
+        let pid = self.child.id().context("the server has exited")?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let field = |name: &str| -> anyhow::Result<u64> {
+            let line = status
+                .lines()
+                .find(|line| line.starts_with(name))
+                .with_context(|| format!("{name} in /proc/{pid}/status"))?;
+            let kib: u64 = line.split_whitespace().nth(1).context("a number")?.parse()?;
+            Ok(kib * 1024)
+        };
+        Ok((field("VmRSS:")?, field("VmHWM:")?))
+    }
+
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(pid) = self.child.id() {
+            // SAFETY: a signal to our own child process.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+        }
+        tokio::time::timeout(Duration::from_secs(30), self.child.wait()).await??;
+        Ok(())
+    }
+}

@@ -1,0 +1,58 @@
+//! Micro-benchmarks of token signing and verification, per algorithm the
+//! keyring supports: the CPU cost that every Verify pays.
+
+use std::{hint::black_box, time::Duration};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use token_authority::domain::{
+    SessionId, Timestamp, TokenId, UserId,
+    tokens::{Keyring, SigningKey, TokenClaims, TokenPolicy},
+};
+
+fn claims() -> TokenClaims {
+    let now = Timestamp::now().truncated_to_seconds();
+    TokenClaims {
+        user_id: UserId::generate(),
+        session_id: SessionId::generate(),
+        token_id: TokenId::generate(),
+        username: "alice@example.com".into(),
+        roles: vec!["reader".into(), "writer".into()],
+        issued_at: now,
+        expires_at: now.plus(Duration::from_secs(24 * 3600)),
+    }
+}
+
+fn keyrings() -> Vec<(&'static str, Keyring)> {
+    let policy = TokenPolicy {
+        issuer: "token-authority".into(),
+        audience: "token-authority".into(),
+        leeway: Duration::from_secs(5),
+    };
+    vec![(
+        "HS256",
+        Keyring::new(SigningKey::hs256(vec![7; 32]).expect("a 32-byte key"), vec![], policy),
+    )]
+}
+
+fn tokens(criterion: &mut Criterion) {
+    for (algorithm, keyring) in keyrings() {
+        let claims = claims();
+        let token = keyring.sign(&claims).expect("signs");
+        criterion.bench_function(&format!("{algorithm} sign"), |bench| {
+            bench.iter(|| keyring.sign(black_box(&claims)).expect("signs"))
+        });
+        criterion.bench_function(&format!("{algorithm} verify"), |bench| {
+            bench.iter(|| keyring.verify(black_box(&token)).expect("verifies"))
+        });
+        let mut forged = token.expose().to_owned();
+        forged.pop();
+        forged.push('A');
+        let forged = token_authority::domain::AccessToken::issued(forged);
+        criterion.bench_function(&format!("{algorithm} verify (bad signature)"), |bench| {
+            bench.iter(|| keyring.verify(black_box(&forged)).is_err())
+        });
+    }
+}
+
+criterion_group!(benches, tokens);
+criterion_main!(benches);
