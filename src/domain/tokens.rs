@@ -283,16 +283,7 @@ impl Keyring {
         if wire.aud != self.policy.audience {
             return Err(TokenRejection::WrongAudience);
         }
-        let parse_uuid = |value: &str| Uuid::try_parse(value).map_err(|_| TokenRejection::Malformed);
-        Ok(TokenClaims {
-            user_id: UserId::from_uuid(parse_uuid(&wire.sub)?),
-            session_id: SessionId::from_uuid(parse_uuid(&wire.sid)?),
-            token_id: TokenId::from_uuid(parse_uuid(&wire.jti)?),
-            username: wire.name,
-            roles: wire.roles,
-            issued_at: Timestamp::from_unix_seconds(wire.iat),
-            expires_at: Timestamp::from_unix_seconds(wire.exp),
-        })
+        claims_from_wire(wire)
     }
 }
 
@@ -301,6 +292,19 @@ fn verification_key(key: &SigningKey) -> VerificationKey {
         algorithm: key.algorithm,
         hmac: hmac::Key::new(hmac::HMAC_SHA256, key.material()),
     }
+}
+
+fn claims_from_wire(wire: WireClaims) -> Result<TokenClaims, TokenRejection> {
+    let parse_uuid = |value: &str| Uuid::try_parse(value).map_err(|_| TokenRejection::Malformed);
+    Ok(TokenClaims {
+        user_id: UserId::from_uuid(parse_uuid(&wire.sub)?),
+        session_id: SessionId::from_uuid(parse_uuid(&wire.sid)?),
+        token_id: TokenId::from_uuid(parse_uuid(&wire.jti)?),
+        username: wire.name,
+        roles: wire.roles,
+        issued_at: Timestamp::from_unix_seconds(wire.iat),
+        expires_at: Timestamp::from_unix_seconds(wire.exp),
+    })
 }
 
 /// A base64url (unpadded) part of a JWT holding JSON of type `T`. Types are
@@ -476,16 +480,7 @@ mod tests {
         let wire = jsonwebtoken::decode::<WireClaims>(token.expose(), &DecodingKey::from_secret(&secret), &validation)
             .map_err(|error| rejection(error.kind()))?
             .claims;
-        let parse_uuid = |value: &str| Uuid::try_parse(value).map_err(|_| TokenRejection::Malformed);
-        Ok(TokenClaims {
-            user_id: UserId::from_uuid(parse_uuid(&wire.sub)?),
-            session_id: SessionId::from_uuid(parse_uuid(&wire.sid)?),
-            token_id: TokenId::from_uuid(parse_uuid(&wire.jti)?),
-            username: wire.name,
-            roles: wire.roles,
-            issued_at: Timestamp::from_unix_seconds(wire.iat),
-            expires_at: Timestamp::from_unix_seconds(wire.exp),
-        })
+        claims_from_wire(wire)
     }
 
 fn rejection(kind: &ErrorKind) -> TokenRejection {
