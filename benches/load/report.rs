@@ -110,11 +110,15 @@ impl Report {
         (!self.short).then_some(met)
     }
 
+    pub fn note(&mut self, note: String) {
+        self.notes.push(note);
+    }
+
     pub fn verify_against_health(&mut self, verify: &Stats, health: &Stats) {
         let throughput = verify.per_second() / health.per_second();
         let p99 = verify.quantile_ms(0.99) / health.quantile_ms(0.99);
         self.rows.push(Row {
-            measured: format!("Verify (valid token), {} in flight", self.spec.concurrency),
+            measured: format!("Verify (valid token, cached session), {} in flight", self.spec.concurrency),
             result: load(verify),
             floor: format!("Health/Check, same load: {}", load(health)),
             ratio: format!("throughput {throughput:.2}x, p99 {p99:.2}x"),

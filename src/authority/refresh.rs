@@ -5,7 +5,7 @@ use tracing::{info, warn};
 
 use super::{Authority, AuthorityError, IssuedSession};
 use crate::{
-    domain::{AccessToken, ClientContext, RevocationReason, Session, Timestamp, TokenStanding},
+    domain::{AccessToken, ClientContext, RevocationReason, Timestamp, TokenStanding},
     metrics,
 };
 
@@ -45,12 +45,15 @@ impl Authority {
         span.record("session_id", tracing::field::display(claims.session_id));
 
         for _ in 0..MAX_ATTEMPTS {
-            let session = self
+            let (session, user) = self
                 .repository
-                .find_session(claims.session_id)
+                .find_session_with_user(claims.session_id)
                 .await?
-                .filter(|session| session.user_id == claims.user_id)
+                .filter(|(session, _)| session.user_id == claims.user_id)
                 .ok_or(AuthorityError::UnknownSession)?;
+            if user.disabled {
+                return Err(AuthorityError::SessionRevoked);
+            }
             let now = Timestamp::now();
             match session.standing(claims.token_id, now, self.lifetimes.rotation_grace) {
                 TokenStanding::Revoked => {
@@ -66,11 +69,11 @@ impl Authority {
                     self.cache_live(ticket, &rotated);
                     self.committed(&[], std::slice::from_ref(&event));
                     info!(outcome = "rotated", "token refreshed");
-                    return Ok((self.issue_for_user(rotated).await?, "rotated"));
+                    return Ok((self.issue(rotated, &user.username, &user.roles)?, "rotated"));
                 }
                 TokenStanding::RetiredInGrace => {
                     info!(outcome = "retry", "retired token within grace period; returning the current token");
-                    return Ok((self.issue_for_user(session).await?, "retry"));
+                    return Ok((self.issue(session, &user.username, &user.roles)?, "retry"));
                 }
                 TokenStanding::Retired => {
                     warn!(outcome = "reuse_detected", "retired token presented again; revoking the session");
@@ -87,18 +90,5 @@ impl Authority {
             }
         }
         Err(AuthorityError::Conflict)
-    }
-
-    /// Issues the session's current token with the user's current name and roles.
-    async fn issue_for_user(&self, session: Session) -> Result<IssuedSession, AuthorityError> {
-        let user = self
-            .repository
-            .find_user(session.user_id)
-            .await?
-            .ok_or(AuthorityError::UnknownSession)?;
-        if user.disabled {
-            return Err(AuthorityError::SessionRevoked);
-        }
-        self.issue(session, &user.username, &user.roles)
     }
 }

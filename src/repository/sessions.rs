@@ -8,7 +8,7 @@ use sea_orm::{
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{
-    Repository, RepositoryError,
+    Repository, RepositoryError, UserRecord,
     entities::{sessions, users},
     events::{EventDraft, append_events},
 };
@@ -87,6 +87,19 @@ impl Repository {
             .await?
             .map(session_from_model)
             .transpose()
+    }
+
+    /// A session and its user, in one query (Refresh needs both).
+    pub async fn find_session_with_user(&self, id: SessionId) -> Result<Option<(Session, UserRecord)>, RepositoryError> {
+        let Some((session, user)) = sessions::Entity::find_by_id(id.as_uuid())
+            .find_also_related(users::Entity)
+            .one(self.connection())
+            .await?
+        else {
+            return Ok(None);
+        };
+        let user = user.ok_or_else(|| RepositoryError::corrupt(format!("user of session {}", session.id)))?;
+        Ok(Some((session_from_model(session)?, super::users::user_from_model(user)?)))
     }
 
     /// The user's live sessions, newest first.

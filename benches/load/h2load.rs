@@ -1,0 +1,87 @@
+//! h2load (from nghttp2) as an independent load generator: a C program that
+//! costs the shared CPU far less per call than a Rust gRPC client would, so
+//! that a comparison of two cheap calls measures the server, not the client.
+//! It sends the same request body every time, which suits calls whose cost
+//! does not depend on the body (a health check, Verify of one token).
+
+use std::{process::Command, time::Duration};
+
+use anyhow::Context;
+use prost::Message;
+
+use super::load::{LoadSpec, Stats};
+
+pub fn available() -> bool {
+    Command::new("h2load").arg("--version").output().is_ok_and(|output| output.status.success())
+}
+
+/// A gRPC request body: the uncompressed-message flag, its length, the message.
+fn frame(message: &impl Message) -> Vec<u8> {
+    let encoded = message.encode_to_vec();
+    let mut body = vec![0u8];
+    body.extend_from_slice(&u32::try_from(encoded.len()).unwrap_or(u32::MAX).to_be_bytes());
+    body.extend_from_slice(&encoded);
+    body
+}
+
+/// Closed loop of `spec.concurrency` calls over `connections` connections.
+pub async fn run(
+    address: std::net::SocketAddr,
+    method_path: &str,
+    message: &impl Message,
+    spec: LoadSpec,
+    connections: usize,
+) -> anyhow::Result<Stats> {
+    let directory = tempfile::TempDir::new()?;
+    let body_path = directory.path().join("body.bin");
+    let log_path = directory.path().join("requests.log");
+    std::fs::write(&body_path, frame(message))?;
+    let connections = connections.clamp(1, spec.concurrency);
+    let streams_per_connection = spec.concurrency.div_ceil(connections);
+    let url = format!("http://{address}{method_path}");
+    let arguments = vec![
+        "-D".to_owned(),
+        format!("{}ms", spec.duration.as_millis()),
+        "--warm-up-time".to_owned(),
+        format!("{}ms", spec.warmup.as_millis().max(1)),
+        "-c".to_owned(),
+        connections.to_string(),
+        "-m".to_owned(),
+        streams_per_connection.to_string(),
+        "-H".to_owned(),
+        "content-type: application/grpc".to_owned(),
+        "-H".to_owned(),
+        "te: trailers".to_owned(),
+        "-d".to_owned(),
+        body_path.display().to_string(),
+        "--log-file".to_owned(),
+        log_path.display().to_string(),
+        url,
+    ];
+    let output = tokio::process::Command::new("h2load")
+        .args(&arguments)
+        .output()
+        .await
+        .context("running h2load")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "h2load failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // One line per request of the measured period: start (µs since the epoch),
+    // HTTP status, duration in µs.
+    let log = std::fs::read_to_string(&log_path)?;
+    let mut stats = Stats::empty();
+    for line in log.lines() {
+        let mut fields = line.split('\t');
+        let status = fields.nth(1).unwrap_or_default();
+        let micros: u64 = fields.next().and_then(|field| field.trim().parse().ok()).unwrap_or(0);
+        if status == "200" {
+            stats.record(Duration::from_micros(micros));
+        } else {
+            stats.errors += 1;
+        }
+    }
+    stats.elapsed = spec.duration;
+    Ok(stats)
+}
