@@ -139,7 +139,8 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("Refresh, {} in flight", spec.concurrency);
     let refresh = closed_loop(&channels, spec, refresh_call(&refresh_tokens)).await;
     eprintln!("revocation propagation to {PROPAGATION_SUBSCRIBERS} subscribers");
-    let propagation = propagation(&server, logout_sessions, &logout_tokens).await?;
+    let latest = seed::repository(&database("small.db")).await?.cursor_bounds().await?.latest;
+    let propagation = propagation(&server, latest, logout_sessions, &logout_tokens).await?;
     server.stop().await?;
 
     report.verify_against_health(&verify_one, &health);
@@ -301,27 +302,30 @@ fn refresh_call(tokens: &[String]) -> Call {
     })
 }
 
-fn watch_request() -> Request<proto::WatchRevocationsRequest> {
-    let mut request = Request::new(proto::WatchRevocationsRequest::default());
+fn watch_request(after_cursor: u64) -> Request<proto::WatchRevocationsRequest> {
+    let mut request = Request::new(proto::WatchRevocationsRequest {
+        after_cursor,
+        include_snapshot: false,
+    });
     let bearer = format!("Bearer {SERVICE_KEY}").parse().expect("ASCII");
     request.metadata_mut().insert("authorization", bearer);
     request
 }
 
-/// Logs sessions out one after the other; every subscriber notes when each
-/// event arrives. Latency: from Logout's answer to the event's arrival.
-async fn propagation(server: &Server, sessions: &[Session], tokens: &[String]) -> anyhow::Result<Stats> {
+/// Logs sessions out one after the other; every subscriber (live, from
+/// cursor `latest`) notes when each event arrives. Latency: from Logout's
+/// answer to the event's arrival.
+async fn propagation(server: &Server, latest: u64, sessions: &[Session], tokens: &[String]) -> anyhow::Result<Stats> {
     let channels = server.connections(10).await?;
     let mut subscribers = Vec::new();
     for index in 0..PROPAGATION_SUBSCRIBERS {
         let mut client = TokenAuthorityClient::new(channels[index % channels.len()].clone());
-        let mut stream = client.watch_revocations(watch_request()).await?.into_inner();
+        let mut stream = client.watch_revocations(watch_request(latest)).await?.into_inner();
         let expected = sessions.len();
         subscribers.push(tokio::spawn(async move {
             let mut arrivals = HashMap::new();
             while arrivals.len() < expected {
                 match tokio::time::timeout(Duration::from_secs(30), stream.next()).await {
-                    // Earlier runs' rotations are replayed first; only logouts count.
                     Ok(Some(Ok(event))) if event.reason() == proto::RevocationReason::Logout => {
                         arrivals.insert(event.session_id, Instant::now());
                     }
@@ -363,7 +367,7 @@ async fn hold_subscribers(server: &Server, count: usize) -> anyhow::Result<Vec<t
     let mut streams = Vec::with_capacity(count);
     for index in 0..count {
         let mut client = TokenAuthorityClient::new(channels[index % channels.len()].clone());
-        streams.push(client.watch_revocations(watch_request()).await?.into_inner());
+        streams.push(client.watch_revocations(watch_request(0)).await?.into_inner());
     }
     Ok(streams)
 }
