@@ -4,7 +4,8 @@
 # user (`postgres` if it exists, else a system user created for it). It
 # listens on a free port of 127.0.0.1, keeps its socket and data in a private
 # temporary directory, trusts local connections (nothing else can reach it)
-# and skips fsync: it only lives for the tests.
+# and skips fsync: it only lives for the tests. `start_postgres durable`
+# keeps PostgreSQL's durable defaults instead, for benchmarks.
 
 pg_run() {
     if [ -n "${TEST_POSTGRES_RUN_AS:-}" ]; then
@@ -33,9 +34,11 @@ start_postgres() {
     [ -n "$TEST_POSTGRES_RUN_AS" ] && chown "$TEST_POSTGRES_RUN_AS" "$PG_DIR"
     PG_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
     pg_run initdb -D "$PG_DIR/data" -U token_authority --auth=trust -E UTF8 --no-locale >"$PG_DIR/initdb.log"
-    pg_run pg_ctl -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 \
-        -o "-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=500 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" \
-        start >/dev/null
+    local options="-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1 -c max_connections=500"
+    if [ "${1:-}" != durable ]; then
+        options="$options -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+    fi
+    pg_run pg_ctl -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 -o "$options" start >/dev/null
     export TEST_POSTGRES_URL="postgres://token_authority@127.0.0.1:$PG_PORT/postgres"
     echo "PostgreSQL for the tests: $TEST_POSTGRES_URL (data in $PG_DIR)"
 }

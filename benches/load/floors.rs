@@ -103,3 +103,95 @@ pub async fn rotation_transactions(
     stats.elapsed = duration;
     stats
 }
+
+/// Shapes of the rotation transaction on PostgreSQL, to put figures on the
+/// outbox's design.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// As the server commits it: the session update and an outbox row that
+    /// the sequencer numbers after commit.
+    Sequenced,
+    /// The outbox row takes its cursor inside the transaction, holding the
+    /// cursor row's lock until commit (as on SQLite).
+    CursorInTransaction,
+    /// The same, plus a NOTIFY inside (a cluster-wide lock at commit).
+    CursorAndNotifyInTransaction,
+    /// The session update alone.
+    WithoutOutbox,
+}
+
+/// Rotations per second of `sessions` (one task each) in the given shape.
+pub async fn postgres_rotations(database_url: &str, sessions: Vec<Session>, shape: Shape, duration: Duration) -> anyhow::Result<f64> {
+    use sea_orm::sqlx::{self, postgres::PgPoolOptions};
+    let pool = PgPoolOptions::new()
+        .max_connections(u32::try_from(sessions.len()).unwrap_or(64).min(64))
+        .connect(database_url)
+        .await?;
+    let deadline = Instant::now() + duration;
+    let workers: Vec<_> = sessions
+        .into_iter()
+        .map(|session| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let mut current = session.current_token_id.as_uuid();
+                let mut rotations = 0u64;
+                while Instant::now() < deadline {
+                    let next = TokenId::generate().as_uuid();
+                    let now = Timestamp::now().as_millis();
+                    let mut transaction = pool.begin().await?;
+                    sqlx::query(
+                        "UPDATE sessions SET current_token_id = $1, previous_token_id = $2, previous_token_retired_at = $3, \
+                         refreshed_at = $3, expires_at = $4, version = version + 1 \
+                         WHERE id = $5 AND current_token_id = $2 AND revoked_at IS NULL",
+                    )
+                    .bind(next)
+                    .bind(current)
+                    .bind(now)
+                    .bind(now + 86_400_000)
+                    .bind(session.id.as_uuid())
+                    .execute(&mut *transaction)
+                    .await?;
+                    if shape != Shape::WithoutOutbox {
+                        let cursor: Option<i64> = if shape == Shape::Sequenced {
+                            None
+                        } else {
+                            let (cursor,): (i64,) = sqlx::query_as(
+                                "UPDATE revocation_cursor SET last_cursor = last_cursor + 1 WHERE id = 1 RETURNING last_cursor",
+                            )
+                            .fetch_one(&mut *transaction)
+                            .await?;
+                            Some(cursor)
+                        };
+                        sqlx::query(
+                            "INSERT INTO revocation_events (cursor, session_id, user_id, token_id, reason, revoked_at, expires_at) \
+                             VALUES ($1, $2, $3, $4, 'rotated', $5, $6)",
+                        )
+                        .bind(cursor)
+                        .bind(session.id.as_uuid())
+                        .bind(session.user_id.as_uuid())
+                        .bind(current)
+                        .bind(now)
+                        .bind(now + 86_400_000)
+                        .execute(&mut *transaction)
+                        .await?;
+                    }
+                    if shape == Shape::CursorAndNotifyInTransaction {
+                        sqlx::query("SELECT pg_notify('token_authority_benchmark', 'x')")
+                            .execute(&mut *transaction)
+                            .await?;
+                    }
+                    transaction.commit().await?;
+                    current = next;
+                    rotations += 1;
+                }
+                anyhow::Ok(rotations)
+            })
+        })
+        .collect();
+    let mut rotations = 0;
+    for worker in workers {
+        rotations += worker.await??;
+    }
+    pool.close().await;
+    Ok(rotations as f64 / duration.as_secs_f64())
+}

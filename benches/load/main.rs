@@ -59,6 +59,10 @@ struct Args {
     /// Where the JSON and markdown results go.
     #[arg(long, default_value = "bench-results")]
     output: PathBuf,
+    /// Also measure on this PostgreSQL server (a URL naming any database on
+    /// it; a fresh one is created): Refresh, and propagation between replicas.
+    #[arg(long)]
+    postgres_url: Option<String>,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -140,7 +144,7 @@ async fn main() -> anyhow::Result<()> {
     let refresh = closed_loop(&channels, spec, refresh_call(&refresh_tokens)).await;
     eprintln!("revocation propagation to {PROPAGATION_SUBSCRIBERS} subscribers");
     let latest = seed::repository(&database("small.db")).await?.cursor_bounds().await?.latest;
-    let propagation = propagation(&server, latest, logout_sessions, &logout_tokens).await?;
+    let propagation = propagation(&server, &server, latest, logout_sessions, &logout_tokens).await?;
     server.stop().await?;
 
     report.verify_against_health(&verify_one, &health);
@@ -176,6 +180,10 @@ async fn main() -> anyhow::Result<()> {
         warm_rss,
         peak_rss,
     });
+
+    if let Some(server_url) = &args.postgres_url {
+        postgres(server_url, spec, logouts, &workspace, &mut report).await?;
+    }
 
     report.write(&args.output)?;
     println!("{}", report.markdown());
@@ -239,6 +247,59 @@ impl Generator {
             Self::InProcess { token } => Ok(closed_loop(channels, spec, verify_call(Arc::new(vec![token.clone()]))).await),
         }
     }
+}
+
+/// Refresh on PostgreSQL against its transaction there, and a revocation's
+/// trip from one replica to the subscribers of another.
+async fn postgres(
+    server_url: &str,
+    spec: LoadSpec,
+    logouts: usize,
+    workspace: &tempfile::TempDir,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    eprintln!("PostgreSQL: Refresh, and propagation between two replicas");
+    let database = seed::create_postgres_database(server_url).await?;
+    let seeded = seed::seed(&database, 6 * spec.concurrency + logouts).await?;
+    let keyring = seed::keyring()?;
+    let mut groups = seeded.sessions.chunks(spec.concurrency);
+    let mut group = || groups.next().map(<[Session]>::to_vec).unwrap_or_default();
+    let (floor_sessions, refresh_sessions) = (group(), group());
+    let mut shapes = Vec::new();
+    for shape in [
+        floors::Shape::Sequenced,
+        floors::Shape::CursorInTransaction,
+        floors::Shape::CursorAndNotifyInTransaction,
+        floors::Shape::WithoutOutbox,
+    ] {
+        shapes.push((shape, floors::postgres_rotations(&database, group(), shape, spec.duration).await?));
+    }
+    let logout_sessions = &seeded.sessions[6 * spec.concurrency..];
+    let floor = floors::rotation_transactions(
+        seed::repository(&database).await?,
+        floor_sessions,
+        spec.warmup,
+        spec.duration,
+    )
+    .await;
+    let tokens = |sessions: &[Session]| -> anyhow::Result<Vec<String>> {
+        sessions.iter().map(|session| seed::token_for(&keyring, session)).collect()
+    };
+    let first = Server::start(&database, &workspace.path().join("replica-a.log")).await?;
+    let second = Server::start(&database, &workspace.path().join("replica-b.log")).await?;
+    let channels = first.connections(8).await?;
+    let refresh = closed_loop(&channels, spec, refresh_call(&tokens(&refresh_sessions)?)).await;
+    let latest = seed::repository(&database).await?.cursor_bounds().await?.latest;
+    let propagation = propagation(&second, &first, latest, logout_sessions, &tokens(logout_sessions)?).await?;
+    first.stop().await?;
+    second.stop().await?;
+    report.refresh_on_postgres(&refresh, &floor);
+    report.note(format!(
+        "PostgreSQL write transactions of a rotation, {} in flight, raw SQL: as the server commits them (the session update and an outbox row numbered after commit by the sequencer) {:.0}/s; with the cursor taken inside the transaction instead {:.0}/s; with a NOTIFY inside as well {:.0}/s; the session update alone {:.0}/s. The server sends NOTIFY after commit, once per batch, never inside a write transaction.",
+        spec.concurrency, shapes[0].1, shapes[1].1, shapes[2].1, shapes[3].1
+    ));
+    report.propagation_between_replicas(&propagation, PROPAGATION_SUBSCRIBERS);
+    Ok(())
 }
 
 fn health_call() -> Call {
@@ -315,8 +376,14 @@ fn watch_request(after_cursor: u64) -> Request<proto::WatchRevocationsRequest> {
 /// Logs sessions out one after the other; every subscriber (live, from
 /// cursor `latest`) notes when each event arrives. Latency: from Logout's
 /// answer to the event's arrival.
-async fn propagation(server: &Server, latest: u64, sessions: &[Session], tokens: &[String]) -> anyhow::Result<Stats> {
-    let channels = server.connections(10).await?;
+async fn propagation(
+    subscribe_on: &Server,
+    logout_on: &Server,
+    latest: u64,
+    sessions: &[Session],
+    tokens: &[String],
+) -> anyhow::Result<Stats> {
+    let channels = subscribe_on.connections(10).await?;
     let mut subscribers = Vec::new();
     for index in 0..PROPAGATION_SUBSCRIBERS {
         let mut client = TokenAuthorityClient::new(channels[index % channels.len()].clone());
@@ -336,7 +403,7 @@ async fn propagation(server: &Server, latest: u64, sessions: &[Session], tokens:
             arrivals
         }));
     }
-    let mut client = TokenAuthorityClient::new(channels[0].clone());
+    let mut client = TokenAuthorityClient::new(logout_on.connections(1).await?.remove(0));
     let mut answered = HashMap::new();
     for (session, token) in sessions.iter().zip(tokens) {
         client

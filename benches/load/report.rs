@@ -184,6 +184,39 @@ impl Report {
         });
     }
 
+    pub fn refresh_on_postgres(&mut self, refresh: &Stats, transaction: &Stats) {
+        let ratio = refresh.per_second() / transaction.per_second();
+        self.rows.push(Row {
+            measured: format!("Refresh on PostgreSQL, {} in flight", self.spec.concurrency),
+            result: load(refresh),
+            floor: format!("its write transaction through the same repository and driver, in-process: {}", load(transaction)),
+            ratio: format!("{ratio:.2}x"),
+            target: "none: shown for the outbox's write cost".into(),
+            met: None,
+            json: json!({"refresh": stats_json(refresh), "transaction": stats_json(transaction), "ratio": ratio}),
+        });
+    }
+
+    pub fn propagation_between_replicas(&mut self, propagation: &Stats, subscribers: usize) {
+        let p99 = propagation.quantile_ms(0.99);
+        self.rows.push(Row {
+            measured: format!("Propagation between replicas on PostgreSQL: Logout on A returns -> event received by {subscribers} subscribers of B"),
+            result: format!(
+                "{} samples; p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms{}",
+                propagation.completed,
+                propagation.quantile_ms(0.5),
+                p99,
+                propagation.quantile_ms(0.999),
+                if propagation.errors > 0 { format!("; {} missing", propagation.errors) } else { String::new() }
+            ),
+            floor: "-".into(),
+            ratio: "-".into(),
+            target: "p99 <= 100 ms".into(),
+            met: self.judge(p99 <= 100.0 && propagation.errors == 0),
+            json: json!({"subscribers": subscribers, "latency": stats_json(propagation)}),
+        });
+    }
+
     pub fn propagation(&mut self, propagation: &Stats, subscribers: usize) {
         let p99 = propagation.quantile_ms(0.99);
         self.rows.push(Row {

@@ -45,6 +45,21 @@ pub async fn repository(database_url: &str) -> anyhow::Result<Repository> {
     Ok(repository)
 }
 
+/// A new, empty database on the PostgreSQL server at `server_url`.
+pub async fn create_postgres_database(server_url: &str) -> anyhow::Result<String> {
+    use sea_orm::sqlx::{self, Connection};
+    let name = format!("bench_{}", uuid::Uuid::new_v4().simple());
+    let mut connection = sqlx::PgConnection::connect(server_url).await?;
+    // The name is ours (a UUID), not input.
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&mut connection)
+        .await?;
+    let (base, _) = server_url
+        .rsplit_once('/')
+        .ok_or_else(|| anyhow::anyhow!("--postgres-url must name a database"))?;
+    Ok(format!("{base}/{name}"))
+}
+
 /// Creates the schema, the users and `count` sessions of one user.
 pub async fn seed(database_url: &str, count: usize) -> anyhow::Result<Seeded> {
     let repository = repository(database_url).await?;

@@ -1,10 +1,14 @@
 //! The revocation outbox: one row per revoked session or retired token,
 //! written in the same transaction as the revocation itself.
 //!
-//! Cursors come from the single row of `revocation_cursor`, incremented inside
-//! the writing transaction. Its row lock is held until commit, so cursors are
-//! gapless and in commit order even with several writers: a reader that has
-//! seen cursor N can never later find a committed event below N.
+//! Readers follow `cursor`, handed out from the single row of
+//! `revocation_cursor` while that row is locked, so cursors are gapless and
+//! in the order of the transactions that hand them out: a reader that has
+//! seen cursor N can never later find an event below N. On SQLite (one
+//! writer anyway) the revoking transaction takes its cursor itself. On
+//! PostgreSQL it writes the event without one (`cursor` NULL, ordered by
+//! `id`) and a sequencer hands cursors out in batches just after, so that
+//! concurrent writers never queue behind one another on the cursor row.
 
 use sea_orm_migration::{prelude::*, schema::*};
 
@@ -19,7 +23,9 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(RevocationEvents::Table)
                     .if_not_exists()
-                    .col(big_integer(RevocationEvents::Cursor).primary_key())
+                    .col(big_integer(RevocationEvents::Id).auto_increment().primary_key())
+                    // NULL until sequenced (PostgreSQL); unique once set.
+                    .col(big_integer_null(RevocationEvents::Cursor).unique_key())
                     .col(uuid(RevocationEvents::SessionId))
                     .col(uuid(RevocationEvents::UserId))
                     .col(uuid_null(RevocationEvents::TokenId))
@@ -78,6 +84,7 @@ impl MigrationTrait for Migration {
 #[derive(DeriveIden)]
 enum RevocationEvents {
     Table,
+    Id,
     Cursor,
     SessionId,
     UserId,

@@ -47,7 +47,7 @@ impl Authority {
             .set_user_disabled(user_id, disabled, Timestamp::now())
             .await?
             .ok_or(AuthorityError::UserNotFound(user_id))?;
-        self.committed(&revocations.sessions, &revocations.events);
+        self.committed(&revocations.sessions, &revocations.revocations);
         info!(%user_id, disabled, revoked_count = revocations.sessions.len(), "user status changed");
         Ok(revocations.sessions.len())
     }
@@ -60,8 +60,8 @@ impl Authority {
             .revoke_session(session_id, RevocationReason::Admin, Timestamp::now())
             .await?
         {
-            Some((session, event)) => {
-                self.committed(std::slice::from_ref(&session), std::slice::from_ref(&event));
+            Some((session, revocation)) => {
+                self.committed(std::slice::from_ref(&session), std::slice::from_ref(&revocation));
                 info!(user_id = %session.user_id, %session_id, "session revoked by an operator");
                 Ok(true)
             }

@@ -30,7 +30,7 @@ pub use verify::{InvalidReason, Verdict, VerifiedToken};
 
 use crate::{
     domain::{
-        AccessToken, RevocationEvent, Roles, Session, TokenLifetimes, TokenStanding, Username,
+        AccessToken, Revocation, Roles, Session, TokenLifetimes, TokenStanding, Username,
         tokens::{Keyring, TokenClaims},
         Timestamp,
     },
@@ -44,10 +44,10 @@ pub struct IssuedSession {
     pub session: Session,
 }
 
-/// Told about every committed batch of outbox events (the revocation stream
+/// Told about every committed batch of revocations (the revocation stream
 /// listens here).
 pub trait RevocationListener: Send + Sync {
-    fn committed(&self, events: &[RevocationEvent]);
+    fn committed(&self, revocations: &[Revocation]);
 }
 
 pub struct Authority {
@@ -122,20 +122,20 @@ impl Authority {
     /// Makes committed revocations visible: the cache first, so that Verify
     /// here is consistent before the caller gets its answer, then the stream.
     /// A revocation is final, so its state can always be cached.
-    fn committed(&self, revoked: &[Session], events: &[RevocationEvent]) {
+    fn committed(&self, revoked: &[Session], revocations: &[Revocation]) {
         for session in revoked {
             self.sessions.store_revoked(session.state());
         }
         for reason in crate::domain::RevocationReason::ALL {
-            let count = events.iter().filter(|event| event.reason == reason).count() as u64;
+            let count = revocations.iter().filter(|revocation| revocation.reason == reason).count() as u64;
             if count > 0 {
                 crate::metrics::revocations(reason, count);
             }
         }
         if let Some(listener) = &self.listener
-            && !events.is_empty()
+            && !revocations.is_empty()
         {
-            listener.committed(events);
+            listener.committed(revocations);
         }
     }
 

@@ -63,11 +63,11 @@ impl Authority {
                 TokenStanding::Current => {
                     let rotation = self.rotation_of(&session, client.clone(), now);
                     let ticket = self.sessions.ticket(session.id);
-                    let Some((rotated, event)) = self.repository.rotate_session(&rotation).await? else {
+                    let Some((rotated, revocation)) = self.repository.rotate_session(&rotation).await? else {
                         continue; // lost a race: look again
                     };
                     self.cache_live(ticket, &rotated);
-                    self.committed(&[], std::slice::from_ref(&event));
+                    self.committed(&[], std::slice::from_ref(&revocation));
                     info!(outcome = "rotated", "token refreshed");
                     return Ok((self.issue(rotated, &user.username, &user.roles)?, "rotated"));
                 }
@@ -78,12 +78,12 @@ impl Authority {
                 TokenStanding::Retired => {
                     warn!(outcome = "reuse_detected", "retired token presented again; revoking the session");
                     metrics::reuse_detected();
-                    if let Some((revoked, event)) = self
+                    if let Some((revoked, revocation)) = self
                         .repository
                         .revoke_session(session.id, RevocationReason::ReuseDetected, now)
                         .await?
                     {
-                        self.committed(std::slice::from_ref(&revoked), std::slice::from_ref(&event));
+                        self.committed(std::slice::from_ref(&revoked), std::slice::from_ref(&revocation));
                     }
                     return Err(AuthorityError::TokenReused);
                 }

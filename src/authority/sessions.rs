@@ -35,8 +35,8 @@ impl Authority {
             .revoke_session(claims.session_id, RevocationReason::Logout, Timestamp::now())
             .await?
         {
-            Some((session, event)) => {
-                self.committed(std::slice::from_ref(&session), std::slice::from_ref(&event));
+            Some((session, revocation)) => {
+                self.committed(std::slice::from_ref(&session), std::slice::from_ref(&revocation));
                 info!(outcome = "revoked", "logged out");
             }
             None => info!(outcome = "already_ended", "logout of a session that had already ended"),
@@ -55,7 +55,7 @@ impl Authority {
             .repository
             .revoke_user_sessions(claims.user_id, keep, RevocationReason::LogoutAll, Timestamp::now())
             .await?;
-        self.committed(&revocations.sessions, &revocations.events);
+        self.committed(&revocations.sessions, &revocations.revocations);
         info!(revoked_count = revocations.sessions.len(), keep_current, "logged out of all sessions");
         Ok(revocations.sessions.len())
     }
@@ -96,7 +96,7 @@ impl Authority {
         {
             PasswordChange::Done { session, revocations } => {
                 self.cache_live(ticket, &session);
-                self.committed(&revocations.sessions, &revocations.events);
+                self.committed(&revocations.sessions, &revocations.revocations);
                 let revoked_count = revocations.sessions.len();
                 info!(revoked_count, outcome = "ok", "password changed");
                 let issued = self.issue(session, &user.username, &user.roles)?;

@@ -19,7 +19,7 @@ pub use access_token::AccessToken;
 pub use client_context::ClientContext;
 pub use ids::{SessionId, TokenId, UserId};
 pub use password::{NewPassword, Password};
-pub use revocation::{RevocationEvent, RevocationReason, RevokedSession};
+pub use revocation::{Revocation, RevocationEvent, RevocationReason};
 pub use roles::{Role, Roles};
 pub use session::{RetiredToken, Session, SessionState, TokenLifetimes, TokenStanding};
 pub use time::Timestamp;

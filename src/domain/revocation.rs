@@ -1,7 +1,7 @@
 //! Revocations: why a session or token stopped being valid, and the events
 //! that tell every backend service about it.
 
-use super::{SessionId, Timestamp, TokenId, UserId};
+use super::{Session, SessionId, Timestamp, TokenId, UserId};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RevocationReason {
@@ -44,18 +44,50 @@ impl RevocationReason {
     }
 }
 
-/// A session revoked by a write, as the caller needs it afterwards.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RevokedSession {
+/// A revocation as written, before the outbox gives it its place (cursor).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
     pub session_id: SessionId,
     pub user_id: UserId,
+    /// The one retired token for [`RevocationReason::Rotated`]; `None` when
+    /// the whole session is revoked.
+    pub token_id: Option<TokenId>,
+    pub reason: RevocationReason,
+    pub revoked_at: Timestamp,
+    /// When the last token this revocation covers expires.
     pub expires_at: Timestamp,
 }
 
-/// One entry of the revocation outbox.
+impl Revocation {
+    /// A whole session revoked: it covers tokens up to the session's expiry.
+    pub fn of_session(session: &Session, reason: RevocationReason, now: Timestamp) -> Self {
+        Self {
+            session_id: session.id,
+            user_id: session.user_id,
+            token_id: None,
+            reason,
+            revoked_at: now,
+            expires_at: session.expires_at,
+        }
+    }
+
+    /// One token retired by a rotation; it lives until `token_expires_at`.
+    pub fn of_token(session: &Session, token: TokenId, token_expires_at: Timestamp, now: Timestamp) -> Self {
+        Self {
+            session_id: session.id,
+            user_id: session.user_id,
+            token_id: Some(token),
+            reason: RevocationReason::Rotated,
+            revoked_at: now,
+            expires_at: token_expires_at,
+        }
+    }
+}
+
+/// One entry of the revocation outbox, in its place.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RevocationEvent {
-    /// Strictly increasing and gapless, in commit order.
+    /// Strictly increasing and gapless, in the order readers see events.
     pub cursor: u64,
     pub session_id: SessionId,
     pub user_id: UserId,

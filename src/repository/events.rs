@@ -1,16 +1,33 @@
-//! The revocation outbox: appending events inside the revoking transaction,
-//! and reading them back in cursor order.
+//! The revocation outbox: appending revocations inside the revoking
+//! transaction, giving them their cursors, and reading them back in cursor
+//! order.
+//!
+//! Cursors come from the single row of `revocation_cursor`, always while
+//! that row is locked by the transaction that takes them, so they are
+//! gapless and in the order of those transactions' commits. A reader that has
+//! seen cursor N can therefore never later find an event below N.
+//!
+//! Who takes the cursor depends on the backend:
+//! - SQLite has one writer anyway: the revoking transaction takes its cursors
+//!   itself, as its last statement.
+//! - On PostgreSQL that would make every revoking transaction (every Refresh
+//!   writes one) queue behind the cursor row until the previous one has
+//!   committed, a few thousand a second at most. So the revoking transaction
+//!   writes its events without a cursor, and the sequencer
+//!   ([`Repository::sequence_events`]), run by every replica's follower right
+//!   after, numbers all waiting events in one short transaction.
 
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    sea_query::{Expr, ExprTrait},
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+    sea_query::{CaseStatement, Expr, ExprTrait},
 };
 
 use super::{
-    Repository, RepositoryError, Rotation,
+    Repository, RepositoryError,
     entities::{revocation_cursor, revocation_events},
 };
-use crate::domain::{RevocationEvent, RevocationReason, Session, SessionId, Timestamp, TokenId, UserId};
+use crate::domain::{Revocation, RevocationEvent, RevocationReason, SessionId, Timestamp, TokenId, UserId};
 
 /// The single row of `revocation_cursor`.
 const CURSOR_ROW: i32 = 1;
@@ -20,7 +37,7 @@ const INSERT_CHUNK: usize = 500;
 /// Where the outbox stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CursorBounds {
-    /// The last cursor committed (0 before the first event).
+    /// The last cursor handed out (0 before the first event).
     pub latest: u64,
     /// Events up to and including this cursor may have been deleted.
     pub pruned_through: u64,
@@ -72,12 +89,57 @@ impl Repository {
             .collect()
     }
 
+    /// Gives cursors to up to `batch` events waiting for one, oldest first;
+    /// returns how many it numbered. Nothing ever waits on SQLite.
+    pub async fn sequence_events(&self, batch: u64) -> Result<u64, RepositoryError> {
+        let waiting = || revocation_events::Column::Cursor.is_null();
+        // A cheap look first: most calls find nothing to do, and need no lock.
+        let any = revocation_events::Entity::find()
+            .filter(waiting())
+            .limit(1)
+            .all(self.connection())
+            .await?;
+        if any.is_empty() {
+            return Ok(0);
+        }
+        let transaction = self.begin_write().await?;
+        // Lock the cursor row first: a concurrent sequencer waits here, then
+        // sees the events this one numbered as numbered.
+        let last = lock_cursor_row(&*transaction).await?;
+        let ids: Vec<i64> = revocation_events::Entity::find()
+            .filter(waiting())
+            .order_by_asc(revocation_events::Column::Id)
+            .limit(batch)
+            .all(&*transaction)
+            .await?
+            .into_iter()
+            .map(|event| event.id)
+            .collect();
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut numbering = CaseStatement::new();
+        for (id, cursor) in ids.iter().zip(last + 1..) {
+            numbering = numbering.case(Expr::col(revocation_events::Column::Id).eq(*id), cursor);
+        }
+        revocation_events::Entity::update_many()
+            .col_expr(revocation_events::Column::Cursor, numbering.into())
+            .filter(revocation_events::Column::Id.is_in(ids.iter().copied()))
+            .exec(&*transaction)
+            .await?;
+        let count = ids.len() as i64;
+        advance_cursor_row(&*transaction, last + count).await?;
+        transaction.commit().await?;
+        Ok(count as u64)
+    }
+
     /// Deletes the oldest events revoked before `cutoff`, at most `batch` of
     /// them, always a prefix of the cursor order so that `pruned_through`
     /// stays exact. Returns how many were deleted (0: nothing left to do).
     pub async fn prune_events(&self, cutoff: Timestamp, batch: u64) -> Result<u64, RepositoryError> {
         let transaction = self.begin_write().await?;
         let oldest = revocation_events::Entity::find()
+            .filter(revocation_events::Column::Cursor.is_not_null())
             .order_by_asc(revocation_events::Column::Cursor)
             .limit(batch)
             .all(&*transaction)
@@ -86,7 +148,7 @@ impl Repository {
             .iter()
             .take_while(|event| event.revoked_at < cutoff.as_millis())
             .last()
-            .map(|event| event.cursor)
+            .and_then(|event| event.cursor)
         else {
             return Ok(0);
         };
@@ -106,6 +168,62 @@ impl Repository {
     }
 }
 
+/// Writes revocations to the outbox inside the revoking transaction. Call it
+/// last in the transaction: on SQLite it takes the cursor row's lock.
+pub(super) async fn append_events(
+    connection: &impl ConnectionTrait,
+    revocations: &[Revocation],
+) -> Result<(), RepositoryError> {
+    if revocations.is_empty() {
+        return Ok(());
+    }
+    let cursors: Vec<Option<i64>> = match connection.get_database_backend() {
+        DbBackend::Sqlite => {
+            let count = revocations.len() as i64;
+            let last = lock_cursor_row(connection).await?;
+            advance_cursor_row(connection, last + count).await?;
+            (last + 1..=last + count).map(Some).collect()
+        }
+        // The sequencer numbers them after commit.
+        _ => vec![None; revocations.len()],
+    };
+    let models: Vec<_> = revocations
+        .iter()
+        .zip(cursors)
+        .map(|(revocation, cursor)| revocation_to_model(revocation, cursor))
+        .collect();
+    for chunk in models.chunks(INSERT_CHUNK) {
+        revocation_events::Entity::insert_many(chunk.to_vec())
+            .exec_without_returning(connection)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Locks the cursor row (a no-op update) and returns the last cursor.
+async fn lock_cursor_row(connection: &impl ConnectionTrait) -> Result<i64, RepositoryError> {
+    revocation_cursor::Entity::update_many()
+        .col_expr(
+            revocation_cursor::Column::LastCursor,
+            Expr::col(revocation_cursor::Column::LastCursor).into(),
+        )
+        .filter(revocation_cursor::Column::Id.eq(CURSOR_ROW))
+        .exec_with_returning(connection)
+        .await?
+        .first()
+        .map(|row| row.last_cursor)
+        .ok_or_else(|| RepositoryError::corrupt("revocation_cursor row is missing"))
+}
+
+async fn advance_cursor_row(connection: &impl ConnectionTrait, last: i64) -> Result<(), RepositoryError> {
+    revocation_cursor::Entity::update_many()
+        .col_expr(revocation_cursor::Column::LastCursor, last.into())
+        .filter(revocation_cursor::Column::Id.eq(CURSOR_ROW))
+        .exec(connection)
+        .await?;
+    Ok(())
+}
+
 fn cursor_to_stored(cursor: u64) -> i64 {
     i64::try_from(cursor).unwrap_or(i64::MAX)
 }
@@ -114,103 +232,25 @@ fn cursor_from_stored(cursor: i64) -> Result<u64, RepositoryError> {
     u64::try_from(cursor).map_err(|_| RepositoryError::corrupt(format!("negative revocation cursor {cursor}")))
 }
 
-/// An event before it has a cursor.
-pub(super) struct EventDraft {
-    session_id: SessionId,
-    user_id: UserId,
-    token_id: Option<TokenId>,
-    reason: RevocationReason,
-    revoked_at: Timestamp,
-    expires_at: Timestamp,
-}
-
-impl EventDraft {
-    /// A whole session revoked: it covers tokens up to the session's expiry.
-    pub(super) fn revoked(session: &Session, reason: RevocationReason, now: Timestamp) -> Self {
-        Self {
-            session_id: session.id,
-            user_id: session.user_id,
-            token_id: None,
-            reason,
-            revoked_at: now,
-            expires_at: session.expires_at,
-        }
-    }
-
-    /// One token retired by a rotation.
-    pub(super) fn rotated(session: &Session, rotation: &Rotation) -> Self {
-        Self {
-            session_id: session.id,
-            user_id: session.user_id,
-            token_id: Some(rotation.expected_token),
-            reason: RevocationReason::Rotated,
-            revoked_at: rotation.now,
-            expires_at: rotation.retired_token_expires_at,
-        }
-    }
-}
-
-/// Gives the drafts the next cursors and inserts them. Call it last in the
-/// transaction: the cursor row stays locked until commit, which is what keeps
-/// cursors in commit order, so the shorter the wait the better.
-pub(super) async fn append_events(
-    connection: &impl ConnectionTrait,
-    drafts: Vec<EventDraft>,
-) -> Result<Vec<RevocationEvent>, RepositoryError> {
-    if drafts.is_empty() {
-        return Ok(Vec::new());
-    }
-    let count = i64::try_from(drafts.len()).map_err(|_| RepositoryError::corrupt("event count"))?;
-    let allocated = revocation_cursor::Entity::update_many()
-        .col_expr(
-            revocation_cursor::Column::LastCursor,
-            Expr::col(revocation_cursor::Column::LastCursor).add(count),
-        )
-        .filter(revocation_cursor::Column::Id.eq(CURSOR_ROW))
-        .exec_with_returning(connection)
-        .await?;
-    let last = allocated
-        .first()
-        .map(|row| row.last_cursor)
-        .ok_or_else(|| RepositoryError::corrupt("revocation_cursor row is missing"))?;
-    let events: Vec<RevocationEvent> = drafts
-        .into_iter()
-        .zip(last - count + 1..)
-        .map(|(draft, cursor)| RevocationEvent {
-            cursor: cursor_from_stored(cursor).unwrap_or_default(),
-            session_id: draft.session_id,
-            user_id: draft.user_id,
-            token_id: draft.token_id,
-            reason: draft.reason,
-            revoked_at: draft.revoked_at,
-            expires_at: draft.expires_at,
-        })
-        .collect();
-    for chunk in events.chunks(INSERT_CHUNK) {
-        revocation_events::Entity::insert_many(chunk.iter().map(event_to_model))
-            .exec_without_returning(connection)
-            .await?;
-    }
-    Ok(events)
-}
-
-fn event_to_model(event: &RevocationEvent) -> revocation_events::ActiveModel {
+fn revocation_to_model(revocation: &Revocation, cursor: Option<i64>) -> revocation_events::ActiveModel {
     revocation_events::ActiveModel {
-        cursor: Set(cursor_to_stored(event.cursor)),
-        session_id: Set(event.session_id.as_uuid()),
-        user_id: Set(event.user_id.as_uuid()),
-        token_id: Set(event.token_id.map(|token| token.as_uuid())),
-        reason: Set(event.reason.as_str().to_owned()),
-        revoked_at: Set(event.revoked_at.as_millis()),
-        expires_at: Set(event.expires_at.as_millis()),
+        id: sea_orm::ActiveValue::NotSet,
+        cursor: Set(cursor),
+        session_id: Set(revocation.session_id.as_uuid()),
+        user_id: Set(revocation.user_id.as_uuid()),
+        token_id: Set(revocation.token_id.map(|token| token.as_uuid())),
+        reason: Set(revocation.reason.as_str().to_owned()),
+        revoked_at: Set(revocation.revoked_at.as_millis()),
+        expires_at: Set(revocation.expires_at.as_millis()),
     }
 }
 
 fn event_from_model(model: revocation_events::Model) -> Result<RevocationEvent, RepositoryError> {
-    let reason = RevocationReason::from_stored(&model.reason)
-        .ok_or_else(|| RepositoryError::corrupt(format!("reason of revocation event {}", model.cursor)))?;
+    let corrupt = |what: &str| RepositoryError::corrupt(format!("{what} of revocation event {}", model.id));
+    let reason = RevocationReason::from_stored(&model.reason).ok_or_else(|| corrupt("reason"))?;
+    let cursor = model.cursor.ok_or_else(|| corrupt("cursor"))?;
     Ok(RevocationEvent {
-        cursor: cursor_from_stored(model.cursor)?,
+        cursor: cursor_from_stored(cursor)?,
         session_id: SessionId::from_uuid(model.session_id),
         user_id: UserId::from_uuid(model.user_id),
         token_id: model.token_id.map(TokenId::from_uuid),

@@ -10,10 +10,10 @@ use secrecy::{ExposeSecret, SecretString};
 use super::{
     Repository, RepositoryError, UserRecord,
     entities::{sessions, users},
-    events::{EventDraft, append_events},
+    events::append_events,
 };
 use crate::domain::{
-    ClientContext, RetiredToken, RevocationEvent, RevocationReason, Session, SessionId, Timestamp, TokenId,
+    ClientContext, RetiredToken, Revocation, RevocationReason, Session, SessionId, Timestamp, TokenId,
     UserId,
 };
 
@@ -34,11 +34,11 @@ pub struct Rotation {
     pub client: Option<ClientContext>,
 }
 
-/// Sessions changed by a write and the outbox events written with them.
+/// Sessions revoked by a write and the revocations written to the outbox with them.
 #[derive(Debug, Default)]
 pub struct Revocations {
     pub sessions: Vec<Session>,
-    pub events: Vec<RevocationEvent>,
+    pub revocations: Vec<Revocation>,
 }
 
 #[allow(clippy::large_enum_variant, reason = "made once per password change")]
@@ -46,7 +46,7 @@ pub enum PasswordChange {
     Done {
         /// The caller's session, rotated to a new token.
         session: Session,
-        /// The user's other sessions, revoked; the events include the
+        /// The user's other sessions, revoked; the revocations include the
         /// caller's retired token.
         revocations: Revocations,
     },
@@ -130,14 +130,15 @@ impl Repository {
     pub async fn rotate_session(
         &self,
         rotation: &Rotation,
-    ) -> Result<Option<(Session, RevocationEvent)>, RepositoryError> {
+    ) -> Result<Option<(Session, Revocation)>, RepositoryError> {
         let transaction = self.begin_write().await?;
         let Some(session) = rotate(&*transaction, rotation).await? else {
             return Ok(None);
         };
-        let mut events = append_events(&*transaction, vec![EventDraft::rotated(&session, rotation)]).await?;
+        let revocation = rotated(&session, rotation);
+        append_events(&*transaction, std::slice::from_ref(&revocation)).await?;
         transaction.commit().await?;
-        Ok(events.pop().map(|event| (session, event)))
+        Ok(Some((session, revocation)))
     }
 
     /// Revokes one session; `None` if it does not exist or was already revoked.
@@ -146,7 +147,7 @@ impl Repository {
         id: SessionId,
         reason: RevocationReason,
         now: Timestamp,
-    ) -> Result<Option<(Session, RevocationEvent)>, RepositoryError> {
+    ) -> Result<Option<(Session, Revocation)>, RepositoryError> {
         let transaction = self.begin_write().await?;
         let condition = Condition::all()
             .add(sessions::Column::Id.eq(id.as_uuid()))
@@ -155,9 +156,10 @@ impl Repository {
         let Some(session) = revoked.pop() else {
             return Ok(None);
         };
-        let mut events = append_events(&*transaction, vec![EventDraft::revoked(&session, reason, now)]).await?;
+        let revocation = Revocation::of_session(&session, reason, now);
+        append_events(&*transaction, std::slice::from_ref(&revocation)).await?;
         transaction.commit().await?;
-        Ok(events.pop().map(|event| (session, event)))
+        Ok(Some((session, revocation)))
     }
 
     /// Revokes every live session of a user, except `keep`.
@@ -219,18 +221,18 @@ impl Repository {
         let Some(session) = rotate(&*transaction, caller).await? else {
             return Ok(PasswordChange::Conflict);
         };
-        let mut drafts: Vec<EventDraft> = revoked
+        let mut revocations: Vec<Revocation> = revoked
             .iter()
-            .map(|session| EventDraft::revoked(session, RevocationReason::PasswordChanged, caller.now))
+            .map(|session| Revocation::of_session(session, RevocationReason::PasswordChanged, caller.now))
             .collect();
-        drafts.push(EventDraft::rotated(&session, caller));
-        let events = append_events(&*transaction, drafts).await?;
+        revocations.push(rotated(&session, caller));
+        append_events(&*transaction, &revocations).await?;
         transaction.commit().await?;
         Ok(PasswordChange::Done {
             session,
             revocations: Revocations {
                 sessions: revoked,
-                events,
+                revocations,
             },
         })
     }
@@ -249,12 +251,17 @@ pub(super) async fn revoke_user_sessions(
         condition = condition.add(sessions::Column::Id.ne(keep.as_uuid()));
     }
     let sessions = revoke_where(&**transaction, condition, reason, now).await?;
-    let drafts = sessions
+    let revocations: Vec<Revocation> = sessions
         .iter()
-        .map(|session| EventDraft::revoked(session, reason, now))
+        .map(|session| Revocation::of_session(session, reason, now))
         .collect();
-    let events = append_events(&**transaction, drafts).await?;
-    Ok(Revocations { sessions, events })
+    append_events(&**transaction, &revocations).await?;
+    Ok(Revocations { sessions, revocations })
+}
+
+/// The caller's token retired by `rotation`.
+fn rotated(session: &Session, rotation: &Rotation) -> Revocation {
+    Revocation::of_token(session, rotation.expected_token, rotation.retired_token_expires_at, rotation.now)
 }
 
 fn live_sessions_of(user_id: UserId, now: Timestamp) -> Condition {

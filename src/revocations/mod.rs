@@ -5,8 +5,8 @@
 //! the last cursor it has seen, whenever a local commit wakes it, whenever
 //! another replica announces news (PostgreSQL LISTEN/NOTIFY), and at least
 //! every poll interval, so that a lost announcement only delays an event.
-//! After reading events that this replica wrote, it announces them, once per
-//! batch. It applies
+//! Before reading, it gives cursors to the events waiting for one
+//! (PostgreSQL); when it numbered any, it announces them, once per batch. It applies
 //! each event to the session cache, so Verify here honours revocations made
 //! elsewhere, and publishes it on an in-memory broadcast channel.
 //!
@@ -23,7 +23,7 @@ mod subscriber;
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicU64, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -34,7 +34,7 @@ use tracing::{debug, warn};
 
 use crate::{
     authority::{RevocationListener, SessionCache},
-    domain::RevocationEvent,
+    domain::{Revocation, RevocationEvent},
     repository::{Repository, RepositoryError},
 };
 
@@ -84,8 +84,6 @@ pub struct RevocationFeed {
     /// The last cursor the follower has published.
     published: AtomicU64,
     subscribers: AtomicUsize,
-    /// This replica committed events that the other replicas should hear of.
-    unannounced: AtomicBool,
     /// Names this replica in announcements.
     origin: String,
     shutdown: watch::Sender<bool>,
@@ -108,7 +106,6 @@ impl RevocationFeed {
             wake: Notify::new(),
             published: AtomicU64::new(latest),
             subscribers: AtomicUsize::new(0),
-            unannounced: AtomicBool::new(false),
             origin: uuid::Uuid::new_v4().to_string(),
             shutdown: watch::Sender::new(false),
         });
@@ -173,15 +170,30 @@ impl RevocationFeed {
                 () = tokio::time::sleep(self.settings.poll_interval) => {}
                 _ = shutdown.wait_for(|stopped| *stopped) => return,
             }
-            // Taken before reading, so a commit after the read announces again.
-            let announce = self.unannounced.swap(false, Ordering::AcqRel);
+            let sequenced = match self.sequence().await {
+                Ok(sequenced) => sequenced,
+                Err(error) => {
+                    warn!(error = %error, "cannot number the waiting revocation events; retrying");
+                    continue;
+                }
+            };
             if let Err(error) = self.publish_new_events().await {
-                self.unannounced.fetch_or(announce, Ordering::AcqRel);
                 warn!(error = %error, "cannot read the revocation outbox; retrying");
-                continue;
             }
-            if announce && let Err(error) = self.repository.announce_revocations(&self.origin).await {
+            if sequenced > 0 && let Err(error) = self.repository.announce_revocations(&self.origin).await {
                 warn!(error = %error, "cannot announce revocations to other replicas; they will poll");
+            }
+        }
+    }
+
+    /// Numbers every event waiting for a cursor; how many it numbered.
+    async fn sequence(&self) -> Result<u64, RepositoryError> {
+        let mut sequenced = 0;
+        loop {
+            let batch = self.repository.sequence_events(PAGE_SIZE).await?;
+            sequenced += batch;
+            if batch < PAGE_SIZE {
+                return Ok(sequenced);
             }
         }
     }
@@ -213,8 +225,7 @@ impl RevocationFeed {
 }
 
 impl RevocationListener for RevocationFeed {
-    fn committed(&self, _events: &[RevocationEvent]) {
-        self.unannounced.store(true, Ordering::Release);
+    fn committed(&self, _revocations: &[Revocation]) {
         self.wake();
     }
 }

@@ -5,8 +5,11 @@ use sea_orm::entity::prelude::*;
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "revocation_events")]
 pub struct Model {
-    #[sea_orm(primary_key, auto_increment = false)]
-    pub cursor: i64,
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    /// `None` until the sequencer gives the event its place (PostgreSQL).
+    #[sea_orm(unique)]
+    pub cursor: Option<i64>,
     pub session_id: Uuid,
     pub user_id: Uuid,
     pub token_id: Option<Uuid>,
