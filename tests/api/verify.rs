@@ -68,9 +68,12 @@ async fn every_kind_of_bad_token_gets_its_reason() {
         }
         forge_token(header.clone(), forged)
     };
-    let mut tampered = login.access_token.clone();
-    tampered.pop();
-    tampered.push(if login.access_token.ends_with('A') { 'B' } else { 'A' });
+    // A character inside the signature (the last one also carries padding
+    // bits, so changing it can make the base64 itself invalid instead).
+    let mut tampered: Vec<char> = login.access_token.chars().collect();
+    let inside = tampered.len() - 10;
+    tampered[inside] = if tampered[inside] == 'A' { 'B' } else { 'A' };
+    let tampered: String = tampered.into_iter().collect();
     let other_key = {
         let mut other = TestConfig::default()
             .with("--jwt-secret", "another-secret-that-is-32-bytes-or-more")
