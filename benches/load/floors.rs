@@ -72,6 +72,7 @@ pub async fn rotation_transactions(
                         retired_token_expires_at: session.expires_at,
                         new_token: TokenId::generate(),
                         now,
+                        retired_at: now,
                         expires_at: now.plus(Duration::from_secs(24 * 3600)),
                         client: None,
                     };

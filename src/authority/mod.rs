@@ -106,14 +106,15 @@ impl Authority {
     }
 
     /// The rotation that replaces the session's current token with a fresh one.
-    fn rotation_of(&self, session: &Session, client: Option<crate::domain::ClientContext>, now: Timestamp) -> Rotation {
-        let now = now.truncated_to_seconds();
+    fn rotation_of(&self, session: &Session, client: Option<crate::domain::ClientContext>, at: Timestamp) -> Rotation {
+        let now = at.truncated_to_seconds();
         Rotation {
             session_id: session.id,
             expected_token: session.current_token_id,
             retired_token_expires_at: session.expires_at,
             new_token: crate::domain::TokenId::generate(),
             now,
+            retired_at: at,
             expires_at: now.plus(self.lifetimes.lifetime(session.remember_me)),
             client,
         }

@@ -28,7 +28,11 @@ pub struct Rotation {
     /// When the retired token expires (the session's expiry before the rotation).
     pub retired_token_expires_at: Timestamp,
     pub new_token: TokenId,
+    /// When the rotation happens, in whole seconds: the new token's `iat`.
     pub now: Timestamp,
+    /// When the expected token is retired, to the millisecond: the grace
+    /// period counts from here.
+    pub retired_at: Timestamp,
     pub expires_at: Timestamp,
     /// Replaces the stored client context when given.
     pub client: Option<ClientContext>,
@@ -296,7 +300,7 @@ async fn rotate(connection: &impl ConnectionTrait, rotation: &Rotation) -> Resul
     let mut update = sessions::Entity::update_many()
         .col_expr(sessions::Column::CurrentTokenId, rotation.new_token.as_uuid().into())
         .col_expr(sessions::Column::PreviousTokenId, Some(rotation.expected_token.as_uuid()).into())
-        .col_expr(sessions::Column::PreviousTokenRetiredAt, Some(rotation.now.as_millis()).into())
+        .col_expr(sessions::Column::PreviousTokenRetiredAt, Some(rotation.retired_at.as_millis()).into())
         .col_expr(sessions::Column::RefreshedAt, rotation.now.as_millis().into())
         .col_expr(sessions::Column::ExpiresAt, rotation.expires_at.as_millis().into())
         .col_expr(sessions::Column::Version, Expr::col(sessions::Column::Version).add(1));

@@ -30,13 +30,15 @@ async fn a_valid_token_verifies_with_its_claims() {
 async fn needs_refresh_is_set_within_the_refresh_window() {
     let mut app = TestConfig::default()
         .with("--jwt-expires-in", "1h")
-        .with("--jwt-refresh-window", "59m59s")
+        // The window opens 3 s after the token's iat (whole seconds, so
+        // at most 3 s and at least 2 s after the login).
+        .with("--jwt-refresh-window", "59m57s")
         .spawn()
         .await;
     let login = app.user_with_session("alice").await;
     assert!(!app.verify(&login.access_token).await.needs_refresh);
 
-    sleep(Duration::from_millis(2100)).await;
+    sleep(Duration::from_millis(3100)).await;
 
     let verified = app.verify(&login.access_token).await;
     assert!(verified.valid);
