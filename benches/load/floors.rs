@@ -74,6 +74,7 @@ pub async fn rotation_transactions(
                         now,
                         retired_at: now,
                         expires_at: now.plus(Duration::from_secs(24 * 3600)),
+                        remember_me_expires_at: now.plus(Duration::from_secs(30 * 24 * 3600)),
                         client: None,
                     };
                     let result = repository.rotate_session(&rotation).await;

@@ -63,6 +63,10 @@ struct Args {
     /// it; a fresh one is created): Refresh, and propagation between replicas.
     #[arg(long)]
     postgres_url: Option<String>,
+    /// Keep the databases and server logs in this directory (default: a
+    /// temporary one, removed at the end).
+    #[arg(long)]
+    work_dir: Option<PathBuf>,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -93,8 +97,15 @@ async fn main() -> anyhow::Result<()> {
     };
     let large = args.sessions.unwrap_or(if args.short { 20_000 } else { 1_000_000 });
     let logouts = if args.short { 30 } else { 300 };
-    let workspace = tempfile::TempDir::new()?;
-    let database = |name: &str| format!("sqlite:{}", workspace.path().join(name).display());
+    let temporary = tempfile::TempDir::new()?;
+    let workspace = match &args.work_dir {
+        Some(directory) => {
+            std::fs::create_dir_all(directory)?;
+            directory.clone()
+        }
+        None => temporary.path().to_owned(),
+    };
+    let database = |name: &str| format!("sqlite:{}", workspace.join(name).display());
     let mut report = Report::new(args.short, Machine::describe(), spec);
 
     eprintln!("floors: argon2 on every core, and the rotation transaction in-process");
@@ -124,7 +135,7 @@ async fn main() -> anyhow::Result<()> {
     let logout_sessions = &small.sessions[VERIFY_SET + args.concurrency..];
     let logout_tokens = tokens(logout_sessions)?;
 
-    let server = Server::start(&database("small.db"), &workspace.path().join("small.log")).await?;
+    let server = Server::start(&database("small.db"), &workspace.join("small.log")).await?;
     let channels = server.connections(args.connections).await?;
     let generator = Generator::choose(&server, args.connections, verify_tokens[0].clone());
     report.note(generator.describe());
@@ -158,7 +169,7 @@ async fn main() -> anyhow::Result<()> {
     let big = seed::seed(&database("large.db"), large).await?;
     eprintln!("seeded in {:.1}s", seeding.elapsed().as_secs_f64());
     let big_tokens = tokens(&seed::spread(&big.sessions, VERIFY_SET).into_iter().cloned().collect::<Vec<_>>())?;
-    let server = Server::start(&database("large.db"), &workspace.path().join("large.log")).await?;
+    let server = Server::start(&database("large.db"), &workspace.join("large.log")).await?;
     let channels = server.connections(args.connections).await?;
     let (started_rss, _) = server.memory()?;
     let verify_large = closed_loop(&channels, spec, verify_call(big_tokens)).await;
@@ -255,16 +266,22 @@ async fn postgres(
     server_url: &str,
     spec: LoadSpec,
     logouts: usize,
-    workspace: &tempfile::TempDir,
+    workspace: &std::path::Path,
     report: &mut Report,
 ) -> anyhow::Result<()> {
     eprintln!("PostgreSQL: Refresh, and propagation between two replicas");
-    let database = seed::create_postgres_database(server_url).await?;
-    let seeded = seed::seed(&database, 6 * spec.concurrency + logouts).await?;
-    let keyring = seed::keyring()?;
-    let mut groups = seeded.sessions.chunks(spec.concurrency);
-    let mut group = || groups.next().map(<[Session]>::to_vec).unwrap_or_default();
-    let (floor_sessions, refresh_sessions) = (group(), group());
+    // The floors write to a database of their own: their outbox rows must
+    // not wait in the servers' outbox.
+    let floor_database = seed::create_postgres_database(server_url).await?;
+    let floor_sessions = seed::seed(&floor_database, 5 * spec.concurrency).await?.sessions;
+    let mut groups = floor_sessions.chunks(spec.concurrency).map(<[Session]>::to_vec);
+    let floor = floors::rotation_transactions(
+        seed::repository(&floor_database).await?,
+        groups.next().unwrap_or_default(),
+        spec.warmup,
+        spec.duration,
+    )
+    .await;
     let mut shapes = Vec::new();
     for shape in [
         floors::Shape::Sequenced,
@@ -272,23 +289,21 @@ async fn postgres(
         floors::Shape::CursorAndNotifyInTransaction,
         floors::Shape::WithoutOutbox,
     ] {
-        shapes.push((shape, floors::postgres_rotations(&database, group(), shape, spec.duration).await?));
+        let sessions = groups.next().unwrap_or_default();
+        shapes.push((shape, floors::postgres_rotations(&floor_database, sessions, shape, spec.duration).await?));
     }
-    let logout_sessions = &seeded.sessions[6 * spec.concurrency..];
-    let floor = floors::rotation_transactions(
-        seed::repository(&database).await?,
-        floor_sessions,
-        spec.warmup,
-        spec.duration,
-    )
-    .await;
+
+    let database = seed::create_postgres_database(server_url).await?;
+    let seeded = seed::seed(&database, spec.concurrency + logouts).await?;
+    let keyring = seed::keyring()?;
+    let (refresh_sessions, logout_sessions) = seeded.sessions.split_at(spec.concurrency);
     let tokens = |sessions: &[Session]| -> anyhow::Result<Vec<String>> {
         sessions.iter().map(|session| seed::token_for(&keyring, session)).collect()
     };
-    let first = Server::start(&database, &workspace.path().join("replica-a.log")).await?;
-    let second = Server::start(&database, &workspace.path().join("replica-b.log")).await?;
+    let first = Server::start(&database, &workspace.join("replica-a.log")).await?;
+    let second = Server::start(&database, &workspace.join("replica-b.log")).await?;
     let channels = first.connections(8).await?;
-    let refresh = closed_loop(&channels, spec, refresh_call(&tokens(&refresh_sessions)?)).await;
+    let refresh = closed_loop(&channels, spec, refresh_call(&tokens(refresh_sessions)?)).await;
     let latest = seed::repository(&database).await?.cursor_bounds().await?.latest;
     let propagation = propagation(&second, &first, latest, logout_sessions, &tokens(logout_sessions)?).await?;
     first.stop().await?;

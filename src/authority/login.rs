@@ -62,6 +62,6 @@ impl Authority {
         self.cache_live(ticket, &session);
         info!(remember_me = session.remember_me, outcome = "ok", "login succeeded");
         metrics::login("ok");
-        self.issue(session, &user.username, &user.roles)
+        self.issue(session, user.username.as_str(), user.roles.names())
     }
 }

@@ -30,7 +30,7 @@ pub use verify::{InvalidReason, Verdict, VerifiedToken};
 
 use crate::{
     domain::{
-        AccessToken, Revocation, Roles, Session, TokenLifetimes, TokenStanding, Username,
+        AccessToken, Revocation, Session, SessionId, TokenId, TokenLifetimes, TokenStanding,
         tokens::{Keyring, TokenClaims},
         Timestamp,
     },
@@ -88,13 +88,13 @@ impl Authority {
 
     /// Signs the session's current token. Deterministic for the same session
     /// state, so a retry within the grace period gets the very same token.
-    fn issue(&self, session: Session, username: &Username, roles: &Roles) -> Result<IssuedSession, AuthorityError> {
+    fn issue(&self, session: Session, username: &str, roles: Vec<String>) -> Result<IssuedSession, AuthorityError> {
         let claims = TokenClaims {
             user_id: session.user_id,
             session_id: session.id,
             token_id: session.current_token_id,
-            username: username.as_str().to_owned(),
-            roles: roles.names(),
+            username: username.to_owned(),
+            roles,
             issued_at: session.refreshed_at,
             expires_at: session.expires_at,
         };
@@ -105,17 +105,26 @@ impl Authority {
         Ok(IssuedSession { access_token, session })
     }
 
-    /// The rotation that replaces the session's current token with a fresh one.
-    fn rotation_of(&self, session: &Session, client: Option<crate::domain::ClientContext>, at: Timestamp) -> Rotation {
+    /// The rotation that replaces `current` (expiring at `current_expires_at`)
+    /// with a fresh token.
+    fn rotation_of(
+        &self,
+        session_id: SessionId,
+        current: TokenId,
+        current_expires_at: Timestamp,
+        client: Option<crate::domain::ClientContext>,
+        at: Timestamp,
+    ) -> Rotation {
         let now = at.truncated_to_seconds();
         Rotation {
-            session_id: session.id,
-            expected_token: session.current_token_id,
-            retired_token_expires_at: session.expires_at,
-            new_token: crate::domain::TokenId::generate(),
+            session_id,
+            expected_token: current,
+            retired_token_expires_at: current_expires_at,
+            new_token: TokenId::generate(),
             now,
             retired_at: at,
-            expires_at: now.plus(self.lifetimes.lifetime(session.remember_me)),
+            expires_at: now.plus(self.lifetimes.lifetime(false)),
+            remember_me_expires_at: now.plus(self.lifetimes.lifetime(true)),
             client,
         }
     }

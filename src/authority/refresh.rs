@@ -44,6 +44,21 @@ impl Authority {
         span.record("user_id", tracing::field::display(claims.user_id));
         span.record("session_id", tracing::field::display(claims.session_id));
 
+        // The usual case: the presented token is its session's current one.
+        // The guarded rotation settles that by itself (a revoked session, a
+        // disabled user or a retired token do not match it), so try it first,
+        // and read the session only when it does not match. The new token
+        // keeps the name and roles of the old one.
+        let now = Timestamp::now();
+        let rotation = self.rotation_of(claims.session_id, claims.token_id, claims.expires_at, client.clone(), now);
+        let ticket = self.sessions.ticket(claims.session_id);
+        if let Some((rotated, revocation)) = self.repository.rotate_session(&rotation).await? {
+            self.cache_live(ticket, &rotated);
+            self.committed(&[], std::slice::from_ref(&revocation));
+            info!(outcome = "rotated", "token refreshed");
+            return Ok((self.issue(rotated, &claims.username, claims.roles)?, "rotated"));
+        }
+
         for _ in 0..MAX_ATTEMPTS {
             let (session, user) = self
                 .repository
@@ -61,7 +76,8 @@ impl Authority {
                     return Err(AuthorityError::SessionRevoked);
                 }
                 TokenStanding::Current => {
-                    let rotation = self.rotation_of(&session, client.clone(), now);
+                    let rotation =
+                        self.rotation_of(session.id, session.current_token_id, session.expires_at, client.clone(), now);
                     let ticket = self.sessions.ticket(session.id);
                     let Some((rotated, revocation)) = self.repository.rotate_session(&rotation).await? else {
                         continue; // lost a race: look again
@@ -69,11 +85,11 @@ impl Authority {
                     self.cache_live(ticket, &rotated);
                     self.committed(&[], std::slice::from_ref(&revocation));
                     info!(outcome = "rotated", "token refreshed");
-                    return Ok((self.issue(rotated, &user.username, &user.roles)?, "rotated"));
+                    return Ok((self.issue(rotated, user.username.as_str(), user.roles.names())?, "rotated"));
                 }
                 TokenStanding::RetiredInGrace => {
                     info!(outcome = "retry", "retired token within grace period; returning the current token");
-                    return Ok((self.issue(session, &user.username, &user.roles)?, "retry"));
+                    return Ok((self.issue(session, user.username.as_str(), user.roles.names())?, "retry"));
                 }
                 TokenStanding::Retired => {
                     warn!(outcome = "reuse_detected", "retired token presented again; revoking the session");

@@ -87,7 +87,7 @@ impl Authority {
             return Err(AuthorityError::WrongCurrentPassword);
         }
         let new_hash = self.passwords.hash(new_password.as_password().clone()).await?;
-        let rotation = self.rotation_of(&session, None, Timestamp::now());
+        let rotation = self.rotation_of(session.id, session.current_token_id, session.expires_at, None, Timestamp::now());
         let ticket = self.sessions.ticket(session.id);
         match self
             .repository
@@ -99,7 +99,7 @@ impl Authority {
                 self.committed(&revocations.sessions, &revocations.revocations);
                 let revoked_count = revocations.sessions.len();
                 info!(revoked_count, outcome = "ok", "password changed");
-                let issued = self.issue(session, &user.username, &user.roles)?;
+                let issued = self.issue(session, user.username.as_str(), user.roles.names())?;
                 Ok(PasswordChanged {
                     expires_at: issued.session.expires_at,
                     access_token: issued.access_token,

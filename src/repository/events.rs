@@ -92,6 +92,9 @@ impl Repository {
     /// Gives cursors to up to `batch` events waiting for one, oldest first;
     /// returns how many it numbered. Nothing ever waits on SQLite.
     pub async fn sequence_events(&self, batch: u64) -> Result<u64, RepositoryError> {
+        if self.backend() == super::Backend::Sqlite {
+            return Ok(0);
+        }
         let waiting = || revocation_events::Column::Cursor.is_null();
         // A cheap look first: most calls find nothing to do, and need no lock.
         let any = revocation_events::Entity::find()
@@ -180,9 +183,8 @@ pub(super) async fn append_events(
     let cursors: Vec<Option<i64>> = match connection.get_database_backend() {
         DbBackend::Sqlite => {
             let count = revocations.len() as i64;
-            let last = lock_cursor_row(connection).await?;
-            advance_cursor_row(connection, last + count).await?;
-            (last + 1..=last + count).map(Some).collect()
+            let last = take_cursors(connection, count).await?;
+            (last - count + 1..=last).map(Some).collect()
         }
         // The sequencer numbers them after commit.
         _ => vec![None; revocations.len()],
@@ -198,6 +200,21 @@ pub(super) async fn append_events(
             .await?;
     }
     Ok(())
+}
+
+/// Takes `count` cursors in one statement; returns the last of them.
+async fn take_cursors(connection: &impl ConnectionTrait, count: i64) -> Result<i64, RepositoryError> {
+    revocation_cursor::Entity::update_many()
+        .col_expr(
+            revocation_cursor::Column::LastCursor,
+            Expr::col(revocation_cursor::Column::LastCursor).add(count),
+        )
+        .filter(revocation_cursor::Column::Id.eq(CURSOR_ROW))
+        .exec_with_returning(connection)
+        .await?
+        .first()
+        .map(|row| row.last_cursor)
+        .ok_or_else(|| RepositoryError::corrupt("revocation_cursor row is missing"))
 }
 
 /// Locks the cursor row (a no-op update) and returns the last cursor.

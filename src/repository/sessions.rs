@@ -3,7 +3,7 @@
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
     QueryOrder, QuerySelect,
-    sea_query::{Expr, ExprTrait, Query},
+    sea_query::{CaseStatement, Expr, ExprTrait, Query},
 };
 use secrecy::{ExposeSecret, SecretString};
 
@@ -33,7 +33,10 @@ pub struct Rotation {
     /// When the expected token is retired, to the millisecond: the grace
     /// period counts from here.
     pub retired_at: Timestamp,
+    /// When the new token expires, for a standard and a remember-me session:
+    /// the stored `remember_me` picks one, so a rotation needs no read first.
     pub expires_at: Timestamp,
+    pub remember_me_expires_at: Timestamp,
     /// Replaces the stored client context when given.
     pub client: Option<ClientContext>,
 }
@@ -302,7 +305,16 @@ async fn rotate(connection: &impl ConnectionTrait, rotation: &Rotation) -> Resul
         .col_expr(sessions::Column::PreviousTokenId, Some(rotation.expected_token.as_uuid()).into())
         .col_expr(sessions::Column::PreviousTokenRetiredAt, Some(rotation.retired_at.as_millis()).into())
         .col_expr(sessions::Column::RefreshedAt, rotation.now.as_millis().into())
-        .col_expr(sessions::Column::ExpiresAt, rotation.expires_at.as_millis().into())
+        .col_expr(
+            sessions::Column::ExpiresAt,
+            CaseStatement::new()
+                .case(
+                    Expr::col(sessions::Column::RememberMe).eq(true),
+                    rotation.remember_me_expires_at.as_millis(),
+                )
+                .finally(rotation.expires_at.as_millis())
+                .into(),
+        )
         .col_expr(sessions::Column::Version, Expr::col(sessions::Column::Version).add(1));
     if let Some(client) = &rotation.client {
         let (ip_address, user_agent, device_id) = client_to_stored(client);
