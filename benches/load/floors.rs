@@ -16,8 +16,13 @@ use token_authority::{
 
 use super::load::Stats;
 
-/// argon2id hashes per second with the server's parameters, on every core.
-pub fn argon2_per_second(duration: Duration) -> anyhow::Result<f64> {
+/// argon2id hashes with the server's parameters, on every core, for
+/// `duration` (as completed calls over the elapsed time).
+pub async fn argon2_hashes(duration: Duration) -> anyhow::Result<Stats> {
+    tokio::task::spawn_blocking(move || argon2_blocking(duration)).await?
+}
+
+fn argon2_blocking(duration: Duration) -> anyhow::Result<Stats> {
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
     let hasher = Arc::new(PasswordHasher::new(Argon2Settings::default())?);
     let password = Password::parse("password", "benchmark passphrase".into())?;
@@ -37,73 +42,84 @@ pub fn argon2_per_second(duration: Duration) -> anyhow::Result<f64> {
         })
         .collect();
     let hashes: u64 = workers.into_iter().map(|worker| worker.join().unwrap_or(0)).sum();
-    Ok(hashes as f64 / started.elapsed().as_secs_f64())
+    let mut stats = Stats::empty();
+    stats.completed = hashes;
+    stats.elapsed = started.elapsed();
+    Ok(stats)
 }
 
-/// The write transaction a Refresh commits (the guarded session update, the
-/// cursor, the outbox insert), through the same repository code and database
-/// driver, from `concurrency` tasks, each rotating its own session.
-pub async fn rotation_transactions(
+/// The write transaction a Refresh commits (the guarded session update and
+/// the outbox row), through the same repository code and database driver,
+/// from one task per session, each rotating its own session.
+pub struct RotationFloor {
     repository: Repository,
     sessions: Vec<Session>,
-    warmup: Duration,
-    duration: Duration,
-) -> Stats {
-    let started = Instant::now();
-    let measure_from = started + warmup;
-    let deadline = measure_from + duration;
-    let total = Arc::new(Mutex::new(Stats::empty()));
-    let workers: Vec<_> = sessions
-        .into_iter()
-        .map(|mut session| {
-            let repository = repository.clone();
-            let total = total.clone();
-            tokio::spawn(async move {
-                let mut stats = Stats::empty();
-                loop {
-                    let sent = Instant::now();
-                    if sent >= deadline {
-                        break;
-                    }
-                    let now = Timestamp::now().truncated_to_seconds();
-                    let rotation = Rotation {
-                        session_id: session.id,
-                        expected_token: session.current_token_id,
-                        retired_token_expires_at: session.expires_at,
-                        new_token: TokenId::generate(),
-                        now,
-                        retired_at: now,
-                        expires_at: now.plus(Duration::from_secs(24 * 3600)),
-                        remember_me_expires_at: now.plus(Duration::from_secs(30 * 24 * 3600)),
-                        client: None,
-                    };
-                    let result = repository.rotate_session(&rotation).await;
-                    let done = Instant::now();
-                    let ok = matches!(&result, Ok(Some(_)));
-                    if let Ok(Some((rotated, _))) = result {
-                        session = rotated;
-                    }
-                    if sent >= measure_from && done <= deadline {
-                        if ok {
-                            stats.record(done - sent);
-                        } else {
-                            stats.errors += 1;
+}
+
+impl RotationFloor {
+    pub fn new(repository: Repository, sessions: Vec<Session>) -> Self {
+        Self { repository, sessions }
+    }
+
+    /// Rotates for `duration` (after `warmup`, unmeasured).
+    pub async fn run(&mut self, warmup: Duration, duration: Duration) -> Stats {
+        let started = Instant::now();
+        let measure_from = started + warmup;
+        let deadline = measure_from + duration;
+        let total = Arc::new(Mutex::new(Stats::empty()));
+        let workers: Vec<_> = std::mem::take(&mut self.sessions)
+            .into_iter()
+            .map(|mut session| {
+                let repository = self.repository.clone();
+                let total = total.clone();
+                tokio::spawn(async move {
+                    let mut stats = Stats::empty();
+                    loop {
+                        let sent = Instant::now();
+                        if sent >= deadline {
+                            break;
+                        }
+                        let now = Timestamp::now().truncated_to_seconds();
+                        let rotation = Rotation {
+                            session_id: session.id,
+                            expected_token: session.current_token_id,
+                            retired_token_expires_at: session.expires_at,
+                            new_token: TokenId::generate(),
+                            now,
+                            retired_at: now,
+                            expires_at: now.plus(Duration::from_secs(24 * 3600)),
+                            remember_me_expires_at: now.plus(Duration::from_secs(30 * 24 * 3600)),
+                            client: None,
+                        };
+                        let result = repository.rotate_session(&rotation).await;
+                        let done = Instant::now();
+                        let ok = matches!(&result, Ok(Some(_)));
+                        if let Ok(Some((rotated, _))) = result {
+                            session = rotated;
+                        }
+                        if sent >= measure_from && done <= deadline {
+                            if ok {
+                                stats.record(done - sent);
+                            } else {
+                                stats.errors += 1;
+                            }
                         }
                     }
-                }
-                let mut total = total.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                total.completed += stats.completed;
-                total.errors += stats.errors;
-                let _ = total.latencies.add(&stats.latencies);
+                    let mut total = total.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                    total.absorb(&stats);
+                    session
+                })
             })
-        })
-        .collect();
-    for worker in workers {
-        let _ = worker.await;
+            .collect();
+        for worker in workers {
+            if let Ok(session) = worker.await {
+                self.sessions.push(session);
+            }
+        }
+        let mut stats = total.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
+        stats.elapsed = duration;
+        stats
     }
-    let mut stats = total.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
-    stats.elapsed = duration;
-    stats
 }
 
 /// Shapes of the rotation transaction on PostgreSQL, to put figures on the

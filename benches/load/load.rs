@@ -60,6 +60,28 @@ impl Stats {
         self.errors += other.errors;
         let _ = self.latencies.add(&other.latencies);
     }
+
+    /// Adds a later slice of the same measurement.
+    pub fn absorb(&mut self, slice: &Stats) {
+        self.merge(slice);
+        self.elapsed += slice.elapsed;
+    }
+}
+
+/// Measures two things in alternating slices, `rounds` of each, and returns
+/// both totals. On a shared, noisy machine, whatever slows one slice down
+/// then weighs on both sides of the ratio alike.
+pub async fn alternate(
+    rounds: usize,
+    mut first: impl AsyncFnMut() -> anyhow::Result<Stats>,
+    mut second: impl AsyncFnMut() -> anyhow::Result<Stats>,
+) -> anyhow::Result<(Stats, Stats)> {
+    let (mut a, mut b) = (Stats::empty(), Stats::empty());
+    for _ in 0..rounds.max(1) {
+        a.absorb(&first().await?);
+        b.absorb(&second().await?);
+    }
+    Ok((a, b))
 }
 
 /// Runs `call` from `spec.concurrency` workers; `call` answers whether the

@@ -31,7 +31,7 @@ use token_authority::{
     proto::{self, token_authority_client::TokenAuthorityClient},
 };
 
-use load::{Call, LoadSpec, Stats, closed_loop};
+use load::{Call, LoadSpec, Stats, alternate, closed_loop};
 use report::{Machine, Memory, Report};
 use server::{SERVICE_KEY, Server};
 
@@ -72,6 +72,8 @@ struct Args {
     bench: bool,
 }
 
+/// Alternating slices per comparison in the full mode.
+const ROUNDS: usize = 5;
 /// Sessions in the small database that Verify cycles through.
 const VERIFY_SET: usize = 1000;
 /// Calls in flight for the latency-under-load comparison.
@@ -108,19 +110,28 @@ async fn main() -> anyhow::Result<()> {
     let database = |name: &str| format!("sqlite:{}", workspace.join(name).display());
     let mut report = Report::new(args.short, Machine::describe(), spec);
 
-    eprintln!("floors: argon2 on every core, and the rotation transaction in-process");
-    let argon2_per_second = floors::argon2_per_second(duration)?;
-    let floor_seed = seed::seed(&database("floor.db"), args.concurrency).await?;
-    let rotation_floor = floors::rotation_transactions(
-        seed::repository(&database("floor.db")).await?,
-        floor_seed.sessions,
-        spec.warmup,
-        duration,
-    )
-    .await;
+    let rounds = if args.short { 1 } else { ROUNDS };
+    // Each comparison alternates `rounds` slices of each side, after one
+    // unmeasured warm-up of each.
+    let slice = |spec: LoadSpec| LoadSpec {
+        warmup: Duration::ZERO,
+        duration: spec.duration / rounds as u32,
+        ..spec
+    };
+    let warm = |spec: LoadSpec| LoadSpec {
+        warmup: Duration::ZERO,
+        duration: spec.warmup,
+        ..spec
+    };
 
-    eprintln!("small database: {VERIFY_SET} sessions");
+    eprintln!("seeding: {VERIFY_SET} sessions, {large} sessions, and the floor's own database");
+    let floor_seed = seed::seed(&database("floor.db"), args.concurrency).await?;
+    let mut rotation_floor =
+        floors::RotationFloor::new(seed::repository(&database("floor.db")).await?, floor_seed.sessions);
     let small = seed::seed(&database("small.db"), VERIFY_SET + args.concurrency + logouts).await?;
+    let seeding = Instant::now();
+    let big = seed::seed(&database("large.db"), large).await?;
+    eprintln!("seeded {large} sessions in {:.1}s", seeding.elapsed().as_secs_f64());
     let keyring = Arc::new(seed::keyring()?);
     let tokens = |sessions: &[Session]| -> anyhow::Result<Arc<Vec<String>>> {
         Ok(Arc::new(
@@ -134,54 +145,94 @@ async fn main() -> anyhow::Result<()> {
     let refresh_tokens = tokens(&small.sessions[VERIFY_SET..VERIFY_SET + args.concurrency])?;
     let logout_sessions = &small.sessions[VERIFY_SET + args.concurrency..];
     let logout_tokens = tokens(logout_sessions)?;
+    let big_tokens = tokens(&seed::spread(&big.sessions, VERIFY_SET).into_iter().cloned().collect::<Vec<_>>())?;
 
     let server = Server::start(&database("small.db"), &workspace.join("small.log")).await?;
     let channels = server.connections(args.connections).await?;
     let generator = Generator::choose(&server, args.connections, verify_tokens[0].clone());
     report.note(generator.describe());
-    eprintln!("Health/Check and Verify, {} in flight", spec.concurrency);
-    let health = generator.health(&channels, spec).await?;
-    let verify_one = generator.verify(&channels, spec).await?;
-    let verify_small = closed_loop(&channels, spec, verify_call(verify_tokens.clone())).await;
-    eprintln!("Verify alone, Login alone, both together ({LIGHT_CONCURRENCY} in flight each)");
-    let verify_alone = generator.verify(&channels, light).await?;
-    let login_alone = closed_loop(&channels, light, login_call()).await;
-    let (verify_loaded, login_loaded) = tokio::join!(
-        generator.verify(&channels, light),
-        closed_loop(&channels, light, login_call()),
-    );
-    let verify_loaded = verify_loaded?;
-    eprintln!("Refresh, {} in flight", spec.concurrency);
-    let refresh = closed_loop(&channels, spec, refresh_call(&refresh_tokens)).await;
+    report.note(format!(
+        "Each ratio compares totals over {rounds} alternating slices of each side, after an unmeasured warm-up of each, so that noise on this shared machine weighs on both sides alike."
+    ));
+
+    eprintln!("Health/Check against Verify, {} in flight", spec.concurrency);
+    generator.health(&channels, warm(spec)).await?;
+    generator.verify(&channels, warm(spec)).await?;
+    let (health, verify_one) = alternate(
+        rounds,
+        async || generator.health(&channels, slice(spec)).await,
+        async || generator.verify(&channels, slice(spec)).await,
+    )
+    .await?;
+    report.verify_against_health(&verify_one, &health);
+
+    eprintln!("argon2 on every core against Login, {LIGHT_CONCURRENCY} in flight");
+    floors::argon2_hashes(spec.warmup).await?;
+    closed_loop(&channels, warm(light), login_call()).await;
+    let (argon2, login) = alternate(
+        rounds,
+        async || floors::argon2_hashes(slice(light).duration).await,
+        async || Ok(closed_loop(&channels, slice(light), login_call()).await),
+    )
+    .await?;
+    report.login_against_argon2(&login, argon2.per_second());
+
+    eprintln!("Verify alone against Verify during a login burst, {LIGHT_CONCURRENCY} in flight each");
+    let mut login_meanwhile = Stats::empty();
+    let (verify_alone, verify_loaded) = alternate(
+        rounds,
+        async || generator.verify(&channels, slice(light)).await,
+        async || {
+            let (verify, login) = tokio::join!(
+                generator.verify(&channels, slice(light)),
+                closed_loop(&channels, slice(light), login_call()),
+            );
+            login_meanwhile.absorb(&login);
+            verify
+        },
+    )
+    .await?;
+    report.verify_under_login(&verify_loaded, &verify_alone, &login_meanwhile);
+
+    eprintln!("the rotation transaction in-process against Refresh, {} in flight", spec.concurrency);
+    let refresh = refresh_call(&refresh_tokens);
+    rotation_floor.run(Duration::ZERO, spec.warmup).await;
+    closed_loop(&channels, warm(spec), refresh.clone()).await;
+    let (transaction, refreshes) = alternate(
+        rounds,
+        async || Ok(rotation_floor.run(Duration::ZERO, slice(spec).duration).await),
+        async || Ok(closed_loop(&channels, slice(spec), refresh.clone()).await),
+    )
+    .await?;
+    report.refresh_against_transaction(&refreshes, &transaction);
+
     eprintln!("revocation propagation to {PROPAGATION_SUBSCRIBERS} subscribers");
     let latest = seed::repository(&database("small.db")).await?.cursor_bounds().await?.latest;
     let propagation = propagation(&server, &server, latest, logout_sessions, &logout_tokens).await?;
-    server.stop().await?;
-
-    report.verify_against_health(&verify_one, &health);
-    report.login_against_argon2(&login_alone, argon2_per_second);
-    report.verify_under_login(&verify_loaded, &verify_alone, &login_loaded);
-    report.refresh_against_transaction(&refresh, &rotation_floor);
     report.propagation(&propagation, PROPAGATION_SUBSCRIBERS);
 
-    eprintln!("large database: {large} sessions");
-    let seeding = Instant::now();
-    let big = seed::seed(&database("large.db"), large).await?;
-    eprintln!("seeded in {:.1}s", seeding.elapsed().as_secs_f64());
-    let big_tokens = tokens(&seed::spread(&big.sessions, VERIFY_SET).into_iter().cloned().collect::<Vec<_>>())?;
-    let server = Server::start(&database("large.db"), &workspace.join("large.log")).await?;
-    let channels = server.connections(args.connections).await?;
-    let (started_rss, _) = server.memory()?;
-    let verify_large = closed_loop(&channels, spec, verify_call(big_tokens)).await;
+    eprintln!("Verify with {VERIFY_SET} sessions against Verify with {large}");
+    let large_server = Server::start(&database("large.db"), &workspace.join("large.log")).await?;
+    let large_channels = large_server.connections(args.connections).await?;
+    let (started_rss, _) = large_server.memory()?;
+    closed_loop(&channels, warm(spec), verify_call(verify_tokens.clone())).await;
+    closed_loop(&large_channels, warm(spec), verify_call(big_tokens.clone())).await;
+    let (verify_small, verify_large) = alternate(
+        rounds,
+        async || Ok(closed_loop(&channels, slice(spec), verify_call(verify_tokens.clone())).await),
+        async || Ok(closed_loop(&large_channels, slice(spec), verify_call(big_tokens.clone())).await),
+    )
+    .await?;
     report.verify_against_small_table(&verify_large, &verify_small, large);
+    server.stop().await?;
 
     eprintln!("{} subscribers, then every session verified once", args.subscribers);
-    let held = hold_subscribers(&server, args.subscribers).await?;
-    let (with_subscribers_rss, _) = server.memory()?;
-    let warmed = verify_every_session(&channels, &keyring, &big.sessions, spec.concurrency).await?;
-    let (warm_rss, peak_rss) = server.memory()?;
+    let held = hold_subscribers(&large_server, args.subscribers).await?;
+    let (with_subscribers_rss, _) = large_server.memory()?;
+    let warmed = verify_every_session(&large_channels, &keyring, &big.sessions, spec.concurrency).await?;
+    let (warm_rss, peak_rss) = large_server.memory()?;
     drop(held);
-    server.stop().await?;
+    large_server.stop().await?;
     report.memory(Memory {
         sessions: large,
         subscribers: args.subscribers,
@@ -193,7 +244,7 @@ async fn main() -> anyhow::Result<()> {
     });
 
     if let Some(server_url) = &args.postgres_url {
-        postgres(server_url, spec, logouts, &workspace, &mut report).await?;
+        postgres(server_url, spec, rounds, logouts, &workspace, &mut report).await?;
     }
 
     report.write(&args.output)?;
@@ -265,6 +316,7 @@ impl Generator {
 async fn postgres(
     server_url: &str,
     spec: LoadSpec,
+    rounds: usize,
     logouts: usize,
     workspace: &std::path::Path,
     report: &mut Report,
@@ -275,13 +327,8 @@ async fn postgres(
     let floor_database = seed::create_postgres_database(server_url).await?;
     let floor_sessions = seed::seed(&floor_database, 5 * spec.concurrency).await?.sessions;
     let mut groups = floor_sessions.chunks(spec.concurrency).map(<[Session]>::to_vec);
-    let floor = floors::rotation_transactions(
-        seed::repository(&floor_database).await?,
-        groups.next().unwrap_or_default(),
-        spec.warmup,
-        spec.duration,
-    )
-    .await;
+    let mut rotation_floor =
+        floors::RotationFloor::new(seed::repository(&floor_database).await?, groups.next().unwrap_or_default());
     let mut shapes = Vec::new();
     for shape in [
         floors::Shape::Sequenced,
@@ -303,12 +350,25 @@ async fn postgres(
     let first = Server::start(&database, &workspace.join("replica-a.log")).await?;
     let second = Server::start(&database, &workspace.join("replica-b.log")).await?;
     let channels = first.connections(8).await?;
-    let refresh = closed_loop(&channels, spec, refresh_call(&tokens(refresh_sessions)?)).await;
+    let refresh = refresh_call(&tokens(refresh_sessions)?);
+    let slice = LoadSpec {
+        warmup: Duration::ZERO,
+        duration: spec.duration / rounds as u32,
+        ..spec
+    };
+    rotation_floor.run(Duration::ZERO, spec.warmup).await;
+    closed_loop(&channels, LoadSpec { duration: spec.warmup, ..slice }, refresh.clone()).await;
+    let (floor, refreshes) = alternate(
+        rounds,
+        async || Ok(rotation_floor.run(Duration::ZERO, slice.duration).await),
+        async || Ok(closed_loop(&channels, slice, refresh.clone()).await),
+    )
+    .await?;
     let latest = seed::repository(&database).await?.cursor_bounds().await?.latest;
     let propagation = propagation(&second, &first, latest, logout_sessions, &tokens(logout_sessions)?).await?;
     first.stop().await?;
     second.stop().await?;
-    report.refresh_on_postgres(&refresh, &floor);
+    report.refresh_on_postgres(&refreshes, &floor);
     report.note(format!(
         "PostgreSQL write transactions of a rotation, {} in flight, raw SQL: as the server commits them (the session update and an outbox row numbered after commit by the sequencer) {:.0}/s; with the cursor taken inside the transaction instead {:.0}/s; with a NOTIFY inside as well {:.0}/s; the session update alone {:.0}/s. The server sends NOTIFY after commit, once per batch, never inside a write transaction.",
         spec.concurrency, shapes[0].1, shapes[1].1, shapes[2].1, shapes[3].1
