@@ -271,7 +271,7 @@ impl Report {
 
     pub fn markdown(&self) -> String {
         let mut text = format!(
-            "Machine: {}, {} cores, {:.0} GiB, Linux {}. {} mode: each run {:?} after a {:?} warm-up, over real gRPC connections from a closed-loop generator in the same machine.\n\n",
+            "Machine: {}, {} cores, {:.0} GiB, Linux {}. {} mode: each side of a comparison measured for {:?} after a {:?} warm-up, over real gRPC connections from a closed-loop generator on the same machine.\n\n",
             self.machine.cpu,
             self.machine.cores,
             self.machine.memory_gib,
