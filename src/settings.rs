@@ -122,6 +122,9 @@ pub struct ServeSettings {
     /// How many sessions Verify keeps in memory (about 150 bytes each).
     #[arg(long, env = "SESSION_CACHE_CAPACITY", default_value_t = 1_000_000)]
     pub session_cache_capacity: usize,
+    /// Password checks allowed per username and minute (Login, ChangePassword); 0: unlimited.
+    #[arg(long, env = "LOGIN_ATTEMPTS_PER_MINUTE", default_value_t = 10)]
+    pub login_attempts_per_minute: u32,
     /// Threads that run argon2 (default: one per core).
     #[arg(long, env = "PASSWORD_HASHING_THREADS")]
     pub password_hashing_threads: Option<usize>,

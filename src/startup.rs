@@ -17,7 +17,7 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 use tracing::{info, warn};
 
 use crate::{
-    authority::{Authority, CleanupPolicy, PasswordPool, SessionCache, cleanup_periodically},
+    authority::{Authority, CleanupPolicy, LoginThrottle, PasswordPool, SessionCache, cleanup_periodically},
     domain::{
         Timestamp,
         passwords::PasswordHasher,
@@ -56,6 +56,7 @@ pub struct Application {
     repository: Repository,
     authority: Arc<Authority>,
     sessions: Arc<SessionCache>,
+    throttle: Arc<LoginThrottle>,
     revocations: Arc<RevocationFeed>,
     api_keys: ApiKeys,
     metrics: Option<MetricsEndpoint>,
@@ -95,6 +96,7 @@ impl Application {
         )
         .await
         .context("cannot read the revocation outbox")?;
+        let throttle = Arc::new(LoginThrottle::new(settings.login_attempts_per_minute));
         let authority = Authority::new(
             repository.clone(),
             Arc::new(keyring),
@@ -102,6 +104,7 @@ impl Application {
             passwords,
             sessions.clone(),
         )
+        .with_login_throttle(throttle.clone())
         .with_listener(revocations.clone());
         let api_keys = ApiKeys::new(&settings.admin_api_keys, &settings.service_api_keys);
         if !api_keys.admin_configured() {
@@ -130,6 +133,7 @@ impl Application {
             repository,
             authority: Arc::new(authority),
             sessions,
+            throttle,
             revocations,
             api_keys,
             metrics,
@@ -166,6 +170,14 @@ impl Application {
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
         let (stop_background, background_stopped) = tokio::sync::watch::channel(false);
+        let throttle = self.throttle.clone();
+        let throttle_task = tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                ticker.tick().await;
+                throttle.forget_idle();
+            }
+        });
         if let Some(endpoint) = self.metrics {
             let mut stopped = background_stopped.clone();
             tokio::spawn(metrics::serve(endpoint.listener, endpoint.handle, async move {
@@ -214,6 +226,7 @@ impl Application {
         tokio::select! {
             result = &mut server => {
                 health_probe.abort();
+                throttle_task.abort();
                 let _ = stop_background.send(true);
                 self.revocations.shut_down();
                 return result.context("the gRPC server stopped");
@@ -223,6 +236,7 @@ impl Application {
 
         info!("shutting down: health NOT_SERVING, ending revocation streams, finishing in-flight calls");
         health_probe.abort();
+        throttle_task.abort();
         set_health(&health, ServingStatus::NotServing).await;
         let _ = stop_background.send(true);
         self.revocations.shut_down();

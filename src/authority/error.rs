@@ -34,6 +34,8 @@ pub enum AuthorityError {
     UsernameTaken,
     #[error("too many password checks in progress; retry shortly")]
     Overloaded,
+    #[error("too many login attempts for this username; retry in {} s", .0.as_secs().max(1))]
+    TooManyAttempts(std::time::Duration),
     #[error("a concurrent change to the same session or user won; retry")]
     Conflict,
     #[error(transparent)]

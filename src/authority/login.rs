@@ -18,6 +18,11 @@ pub struct LoginRequest {
 impl Authority {
     #[tracing::instrument(name = "login", skip_all, fields(user_id, session_id))]
     pub async fn login(&self, request: LoginRequest) -> Result<IssuedSession, AuthorityError> {
+        if let Err(retry_after) = self.throttle.check(&request.username.key()) {
+            info!(outcome = "throttled", "login refused: too many attempts for this username");
+            metrics::login("throttled");
+            return Err(AuthorityError::TooManyAttempts(retry_after));
+        }
         let user = self.repository.find_user_by_username(&request.username).await?;
         // Always one argon2 verification, against a dummy hash for unknown
         // users, so response times do not reveal which usernames exist.

@@ -10,6 +10,7 @@ mod admin;
 mod cleanup;
 mod error;
 mod login;
+mod login_throttle;
 mod password_pool;
 mod refresh;
 mod session_cache;
@@ -17,6 +18,7 @@ mod sessions;
 mod verify;
 
 pub use login::LoginRequest;
+pub use login_throttle::LoginThrottle;
 pub use sessions::PasswordChanged;
 
 use std::sync::Arc;
@@ -56,6 +58,7 @@ pub struct Authority {
     lifetimes: TokenLifetimes,
     passwords: PasswordPool,
     sessions: Arc<SessionCache>,
+    throttle: Arc<LoginThrottle>,
     listener: Option<Arc<dyn RevocationListener>>,
 }
 
@@ -73,8 +76,15 @@ impl Authority {
             lifetimes,
             passwords,
             sessions,
+            throttle: Arc::new(LoginThrottle::new(0)),
             listener: None,
         }
+    }
+
+    /// Throttles password checks per username.
+    pub fn with_login_throttle(mut self, throttle: Arc<LoginThrottle>) -> Self {
+        self.throttle = throttle;
+        self
     }
 
     pub fn with_listener(mut self, listener: Arc<dyn RevocationListener>) -> Self {

@@ -78,6 +78,10 @@ impl Authority {
             .find_user(claims.user_id)
             .await?
             .ok_or(AuthorityError::UnknownSession)?;
+        // A stolen token must not turn into unlimited guesses of the password.
+        self.throttle
+            .check(&user.username.key())
+            .map_err(AuthorityError::TooManyAttempts)?;
         let check = self
             .passwords
             .verify(current_password, Some(user.password_hash.clone()))

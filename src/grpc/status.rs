@@ -3,7 +3,10 @@
 //! so no SQL, secret or stack detail reaches a caller.
 
 
-use tonic::Status;
+use std::time::Duration;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::{
     authority::AuthorityError,
@@ -26,7 +29,8 @@ impl From<AuthorityError> for Status {
             AuthorityError::WrongCurrentPassword => Status::permission_denied(message),
             AuthorityError::UserNotFound(_) | AuthorityError::SessionNotFound(_) => Status::not_found(message),
             AuthorityError::UsernameTaken => Status::already_exists(message),
-            AuthorityError::Overloaded => Status::resource_exhausted(message),
+            AuthorityError::Overloaded => retry_later(message, Duration::from_secs(1)),
+            AuthorityError::TooManyAttempts(retry_after) => retry_later(message, retry_after),
             AuthorityError::Conflict => Status::aborted(message),
             AuthorityError::Repository(error) => repository_status(&error),
             AuthorityError::Internal(cause) => {
@@ -53,6 +57,16 @@ impl From<ValidationError> for Status {
     fn from(error: ValidationError) -> Self {
         Status::invalid_argument(error.to_string())
     }
+}
+
+/// RESOURCE_EXHAUSTED with a retry hint: a `google.rpc.RetryInfo` detail for
+/// clients that read rich errors, and the delay in the message for people.
+fn retry_later(message: String, retry_after: Duration) -> Status {
+    Status::with_error_details(
+        Code::ResourceExhausted,
+        message,
+        ErrorDetails::with_retry_info(Some(retry_after.max(Duration::from_millis(1)))),
+    )
 }
 
 fn repository_status(error: &RepositoryError) -> Status {

@@ -61,6 +61,9 @@ impl Default for TestConfig {
             "1",
             "--jwt-leeway",
             "0s",
+            // Tests log the same user in many times; the throttle has its own test.
+            "--login-attempts-per-minute",
+            "0",
         ];
         Self {
             args: args.iter().map(ToString::to_string).collect(),

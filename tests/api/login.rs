@@ -203,3 +203,39 @@ async fn sessions_and_tokens_survive_a_restart() {
     assert_eq!(sessions.len(), 1);
     app.refresh(&login.access_token).await.unwrap();
 }
+
+#[tokio::test]
+async fn password_guessing_is_throttled_per_username() {
+    use tonic_types::StatusExt;
+    let mut app = TestConfig::default().with("--login-attempts-per-minute", "3").spawn().await;
+    app.create_user("alice", PASSWORD, &[]).await;
+    for _ in 0..3 {
+        assert_status(app.login("alice", "a guess").await, Code::Unauthenticated, "invalid username or password");
+    }
+
+    let throttled = assert_status(app.login("ALICE", PASSWORD).await, Code::ResourceExhausted, "retry in");
+
+    let retry = throttled.get_error_details().retry_info().cloned().expect("a RetryInfo detail");
+    assert!(retry.retry_delay.is_some_and(|delay| delay > std::time::Duration::ZERO));
+    app.create_user("bob", PASSWORD, &[]).await;
+    app.login("bob", PASSWORD).await.expect("another username is not affected");
+}
+
+#[tokio::test]
+async fn the_throttle_also_counts_password_changes() {
+    let mut app = TestConfig::default().with("--login-attempts-per-minute", "3").spawn().await;
+    let login = app.user_with_session("alice").await;
+    let change = |current: &str| proto::ChangePasswordRequest {
+        access_token: login.access_token.clone(),
+        current_password: current.into(),
+        new_password: "a brand new passphrase".into(),
+    };
+    for _ in 0..2 {
+        let wrong = app.client.change_password(change("a guess")).await;
+        assert_status(wrong, Code::PermissionDenied, "current_password");
+    }
+
+    let throttled = app.client.change_password(change(PASSWORD)).await;
+
+    assert_status(throttled, Code::ResourceExhausted, "too many");
+}
