@@ -198,29 +198,21 @@ impl Report {
     }
 
     pub fn propagation_between_replicas(&mut self, propagation: &Stats, subscribers: usize) {
-        let p99 = propagation.quantile_ms(0.99);
-        self.rows.push(Row {
-            measured: format!("Propagation between replicas on PostgreSQL: Logout on A returns -> event received by {subscribers} subscribers of B"),
-            result: format!(
-                "{} samples; p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms{}",
-                propagation.completed,
-                propagation.quantile_ms(0.5),
-                p99,
-                propagation.quantile_ms(0.999),
-                if propagation.errors > 0 { format!("; {} missing", propagation.errors) } else { String::new() }
-            ),
-            floor: "-".into(),
-            ratio: "-".into(),
-            target: "p99 <= 100 ms".into(),
-            met: self.judge(p99 <= 100.0 && propagation.errors == 0),
-            json: json!({"subscribers": subscribers, "latency": stats_json(propagation)}),
-        });
+        let measured = format!(
+            "Propagation between replicas on PostgreSQL: Logout on A returns -> event received by {subscribers} subscribers of B"
+        );
+        self.propagation_row(measured, propagation, subscribers, "p99 <= 100 ms", 100.0);
     }
 
     pub fn propagation(&mut self, propagation: &Stats, subscribers: usize) {
+        let measured = format!("Revocation propagation: Logout returns -> event received by {subscribers} subscribers");
+        self.propagation_row(measured, propagation, subscribers, "p99 <= 10 ms on SQLite", 10.0);
+    }
+
+    fn propagation_row(&mut self, measured: String, propagation: &Stats, subscribers: usize, target: &str, p99_limit_ms: f64) {
         let p99 = propagation.quantile_ms(0.99);
         self.rows.push(Row {
-            measured: format!("Revocation propagation: Logout returns -> event received by {subscribers} subscribers"),
+            measured,
             result: format!(
                 "{} samples; p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms{}",
                 propagation.completed,
@@ -231,8 +223,8 @@ impl Report {
             ),
             floor: "-".into(),
             ratio: "-".into(),
-            target: "p99 <= 10 ms on SQLite".into(),
-            met: self.judge(p99 <= 10.0 && propagation.errors == 0),
+            target: target.into(),
+            met: self.judge(p99 <= p99_limit_ms && propagation.errors == 0),
             json: json!({"subscribers": subscribers, "latency": stats_json(propagation)}),
         });
     }

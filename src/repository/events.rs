@@ -217,19 +217,9 @@ async fn take_cursors(connection: &impl ConnectionTrait, count: i64) -> Result<i
         .ok_or_else(|| RepositoryError::corrupt("revocation_cursor row is missing"))
 }
 
-/// Locks the cursor row (a no-op update) and returns the last cursor.
+/// Locks the cursor row (taking no cursor) and returns the last cursor.
 async fn lock_cursor_row(connection: &impl ConnectionTrait) -> Result<i64, RepositoryError> {
-    revocation_cursor::Entity::update_many()
-        .col_expr(
-            revocation_cursor::Column::LastCursor,
-            Expr::col(revocation_cursor::Column::LastCursor).into(),
-        )
-        .filter(revocation_cursor::Column::Id.eq(CURSOR_ROW))
-        .exec_with_returning(connection)
-        .await?
-        .first()
-        .map(|row| row.last_cursor)
-        .ok_or_else(|| RepositoryError::corrupt("revocation_cursor row is missing"))
+    take_cursors(connection, 0).await
 }
 
 async fn advance_cursor_row(connection: &impl ConnectionTrait, last: i64) -> Result<(), RepositoryError> {
