@@ -185,6 +185,11 @@ pub struct TokenSettings {
     /// on first start and kept in the database.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<SecretString>,
+    /// More HS256 secrets, comma-separated, that verify but never sign: the
+    /// former secret (its tokens keep working until they expire) or the next
+    /// one, while rotating JWT_SECRET without logging anybody out.
+    #[arg(long, env = "JWT_ACCEPTED_SECRETS", value_delimiter = ',', hide_env_values = true)]
+    pub jwt_accepted_secrets: Vec<SecretString>,
     /// Lifetime of a token.
     #[arg(long, env = "JWT_EXPIRES_IN", default_value = "24h")]
     pub jwt_expires_in: humantime::Duration,
@@ -248,14 +253,18 @@ impl ServeSettings {
     pub fn validate(&self) -> Result<(), SettingsError> {
         self.tokens.lifetimes()?;
         self.tokens.policy()?;
-        if let Some(secret) = &self.tokens.jwt_secret {
+        let accepted = self.tokens.jwt_accepted_secrets.iter().map(|secret| ("JWT_ACCEPTED_SECRETS", secret));
+        for (setting, secret) in self.tokens.jwt_secret.iter().map(|secret| ("JWT_SECRET", secret)).chain(accepted) {
             let length = secret.expose_secret().len();
             if length < MIN_HMAC_SECRET_BYTES {
                 return Err(invalid(
-                    "JWT_SECRET",
-                    format!("must be at least {MIN_HMAC_SECRET_BYTES} bytes (got {length})"),
+                    setting,
+                    format!("every secret must be at least {MIN_HMAC_SECRET_BYTES} bytes (got {length})"),
                 ));
             }
+        }
+        if !self.tokens.jwt_accepted_secrets.is_empty() && self.tokens.jwt_secret.is_none() {
+            return Err(invalid("JWT_ACCEPTED_SECRETS", "needs JWT_SECRET, the secret that signs"));
         }
         self.argon2.settings()?;
         self.database.config()?;
@@ -408,6 +417,17 @@ mod tests {
         let error = settings.validate().unwrap_err();
         assert_eq!(error.setting, "JWT_SECRET");
         assert!(!error.to_string().contains("too-short"), "never echo the secret");
+    }
+
+    #[test]
+    fn accepted_secrets_need_a_signing_one_and_their_length() {
+        let alone = serve(&["--jwt-accepted-secrets", &"x".repeat(32)]).unwrap();
+        assert_eq!(alone.validate().unwrap_err().setting, "JWT_ACCEPTED_SECRETS");
+        let secret = "s".repeat(32);
+        let short = serve(&["--jwt-secret", &secret, "--jwt-accepted-secrets", "short"]).unwrap();
+        assert_eq!(short.validate().unwrap_err().setting, "JWT_ACCEPTED_SECRETS");
+        let fine = serve(&["--jwt-secret", &secret, "--jwt-accepted-secrets", &"p".repeat(40)]).unwrap();
+        fine.validate().unwrap();
     }
 
     #[test]

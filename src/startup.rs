@@ -302,15 +302,23 @@ async fn probe_database(repository: Repository, health: HealthReporter, interval
     }
 }
 
-/// The configured secret; or, without one, the key kept in the database
-/// (generated on first start). Several replicas starting at once may each
-/// store a key; all then sign with the oldest, so they agree.
+/// The configured secret (and the accepted ones, for verification only); or,
+/// without one, the key kept in the database (generated on first start).
+/// Several replicas starting at once may each store a key; all then sign
+/// with the oldest, so they agree.
 async fn load_keyring(repository: &Repository, tokens: &TokenSettings) -> anyhow::Result<Keyring> {
     let policy = tokens.policy()?;
     if let Some(secret) = &tokens.jwt_secret {
         let key = SigningKey::hs256(secret.expose_secret().as_bytes().to_vec()).context("JWT_SECRET")?;
-        info!(kid = key.kid(), "signing with JWT_SECRET");
-        return Ok(Keyring::new(key, Vec::new(), policy));
+        let accepted = tokens
+            .jwt_accepted_secrets
+            .iter()
+            .map(|secret| SigningKey::hs256(secret.expose_secret().as_bytes().to_vec()))
+            .collect::<Result<Vec<_>, _>>()
+            .context("JWT_ACCEPTED_SECRETS")?;
+        let accepted_kids: Vec<&str> = accepted.iter().map(SigningKey::kid).collect();
+        info!(kid = key.kid(), ?accepted_kids, "signing with JWT_SECRET");
+        return Ok(Keyring::new(key, accepted, policy));
     }
     let mut keys = repository.load_signing_keys().await?;
     if keys.is_empty() {

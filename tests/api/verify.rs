@@ -169,3 +169,25 @@ async fn verify_refuses_only_unusable_input() {
     }
     assert_eq!(reason(&app.verify("still.alive.?").await), VerifyReason::Malformed);
 }
+
+#[tokio::test]
+async fn rotating_the_secret_keeps_tokens_signed_with_the_previous_one() {
+    const NEW_SECRET: &str = "a-new-secret-that-is-at-least-32-bytes-too";
+    let mut app = spawn_app().await;
+    let login = app.user_with_session("alice").await;
+    app.stop().await;
+
+    let mut rotated = TestConfig::default()
+        .with("--jwt-secret", NEW_SECRET)
+        .with("--jwt-accepted-secrets", crate::helpers::JWT_SECRET)
+        .spawn_sharing_database(&app)
+        .await;
+    assert_eq!(reason(&rotated.verify(&login.access_token).await), VerifyReason::Ok);
+    let refreshed = rotated.refresh(&login.access_token).await.unwrap();
+    assert_ne!(header_of(&refreshed.access_token)["kid"], header_of(&login.access_token)["kid"]);
+    rotated.stop().await;
+
+    let mut finished = TestConfig::default().with("--jwt-secret", NEW_SECRET).spawn_sharing_database(&app).await;
+    assert_eq!(reason(&finished.verify(&refreshed.access_token).await), VerifyReason::Ok);
+    assert_eq!(reason(&finished.verify(&login.access_token).await), VerifyReason::BadSignature);
+}
