@@ -29,7 +29,8 @@ start_postgres() {
         fi
     fi
     export TEST_POSTGRES_RUN_AS
-    PG_DIR=$(mktemp -d "${TMPDIR:-/tmp}/token-authority-pg.XXXXXX")
+    # /tmp rather than $TMPDIR: the unprivileged user must reach it.
+    PG_DIR=$(mktemp -d /tmp/token-authority-pg.XXXXXX)
     chmod 755 "$PG_DIR"
     [ -n "$TEST_POSTGRES_RUN_AS" ] && chown "$TEST_POSTGRES_RUN_AS" "$PG_DIR"
     PG_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

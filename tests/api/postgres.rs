@@ -14,7 +14,11 @@ pub struct PrivatePostgres {
 
 impl PrivatePostgres {
     pub fn start() -> Self {
-        let directory = TempDir::new().expect("temporary directory");
+        // In /tmp rather than $TMPDIR: the unprivileged user must reach it.
+        let directory = tempfile::Builder::new()
+            .prefix("token-authority-pg")
+            .tempdir_in("/tmp")
+            .expect("temporary directory");
         let run_as = std::env::var("TEST_POSTGRES_RUN_AS").ok().filter(|user| !user.is_empty());
         if let Some(user) = &run_as {
             let owned = Command::new("chown").arg(user).arg(directory.path()).status().unwrap();
