@@ -399,6 +399,25 @@ mod tests {
     }
 
     #[test]
+    fn leeway_tolerates_a_little_clock_skew_and_no_more() {
+        let lenient = Keyring::new(
+            SigningKey::hs256(vec![7; 32]).unwrap(),
+            vec![],
+            TokenPolicy {
+                leeway: Duration::from_secs(30),
+                ..policy()
+            },
+        );
+        let now = Timestamp::now();
+        let just_expired = lenient.sign(&claims(now.minus(Duration::from_secs(70)), Duration::from_secs(60))).unwrap();
+        assert!(lenient.verify(&just_expired).is_ok(), "10 s past exp, within 30 s of leeway");
+        let long_expired = lenient.sign(&claims(now.minus(Duration::from_secs(120)), Duration::from_secs(60))).unwrap();
+        assert_eq!(lenient.verify(&long_expired), Err(TokenRejection::Expired));
+        let early = lenient.sign(&claims(now.plus(Duration::from_secs(10)), Duration::from_secs(60))).unwrap();
+        assert!(lenient.verify(&early).is_ok(), "nbf 10 s ahead, within the leeway");
+    }
+
+    #[test]
     fn other_key_issuer_and_audience_are_rejected() {
         let token = keyring().sign(&claims(Timestamp::now(), Duration::from_secs(60))).unwrap();
         let stranger = Keyring::new(SigningKey::hs256(vec![8; 32]).unwrap(), vec![], policy());

@@ -211,6 +211,14 @@ async fn sigterm_stops_the_server_cleanly_and_logs_hold_no_secrets() {
     .await;
     let mut client = server.client().await;
     let _ = login(&mut client, "wrong password guess").await;
+    // People type passwords into the username field: an unknown username is not logged.
+    let _ = client
+        .login(proto::LoginRequest {
+            username: "my-secret-password-typed-as-username".into(),
+            password: PASSWORD.into(),
+            ..Default::default()
+        })
+        .await;
     let login = login(&mut client, PASSWORD).await.unwrap();
     let refreshed = client
         .refresh(proto::RefreshRequest {
@@ -235,9 +243,11 @@ async fn sigterm_stops_the_server_cleanly_and_logs_hold_no_secrets() {
     assert!(all.contains("shutting down"));
     assert!(all.contains("login succeeded") && all.contains("logged out"));
     let token_signature = |token: &str| token.rsplit('.').next().unwrap().to_owned();
+    assert!(all.contains("unknown_user"), "the failed login itself is logged");
     for secret in [
         PASSWORD,
         "wrong password guess",
+        "my-secret-password-typed-as-username",
         JWT_SECRET,
         ADMIN_KEY,
         "$argon2id$",

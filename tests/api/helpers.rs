@@ -354,6 +354,17 @@ impl Drop for TestApp {
     }
 }
 
+/// A Login of `username` with the standard password on its own client, to
+/// run alongside others.
+pub async fn login_on(mut client: TokenAuthorityClient<Channel>, username: &str) -> Result<proto::LoginResponse, Status> {
+    let request = proto::LoginRequest {
+        username: username.into(),
+        password: PASSWORD.into(),
+        ..Default::default()
+    };
+    client.login(request).await.map(tonic::Response::into_inner)
+}
+
 /// A Refresh on its own client, to race with others.
 pub async fn refresh_on(mut client: TokenAuthorityClient<Channel>, token: String) -> Result<String, Status> {
     let request = proto::RefreshRequest {

@@ -239,3 +239,26 @@ async fn the_throttle_also_counts_password_changes() {
 
     assert_status(throttled, Code::ResourceExhausted, "too many");
 }
+
+#[tokio::test]
+async fn a_full_password_queue_answers_resource_exhausted_at_once() {
+    let mut app = TestConfig::default()
+        .with("--argon2-memory-kib", "19456")
+        .with("--argon2-iterations", "2")
+        .with("--password-hashing-threads", "1")
+        .with("--password-hashing-queue", "1")
+        .spawn()
+        .await;
+    app.create_user("alice", PASSWORD, &[]).await;
+
+    let attempts = (0..12).map(|_| crate::helpers::login_on(app.client.clone(), "alice"));
+    let results = futures::future::join_all(attempts).await;
+
+    let refused: Vec<_> = results.iter().filter_map(|result| result.as_ref().err()).collect();
+    assert!(results.iter().any(Result::is_ok), "the queue still serves");
+    assert!(!refused.is_empty(), "one thread and one queue slot cannot take twelve at once");
+    for status in refused {
+        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+        assert!(status.message().contains("retry shortly"));
+    }
+}

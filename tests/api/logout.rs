@@ -3,7 +3,7 @@
 use tonic::Code;
 use token_authority::proto::{self, VerifyReason};
 
-use crate::helpers::{PASSWORD, assert_status, reason, spawn_app};
+use crate::helpers::{PASSWORD, TestConfig, assert_status, reason, spawn_app};
 
 #[tokio::test]
 async fn logout_revokes_the_session_and_twice_is_fine() {
@@ -25,6 +25,40 @@ async fn logout_takes_an_expired_token() {
     let (mut app, login) = crate::helpers::expired_session().await;
 
     app.logout(&login.access_token).await.unwrap();
+}
+
+#[tokio::test]
+async fn logout_takes_a_rotated_token() {
+    let mut app = TestConfig::default().with("--jwt-rotation-grace", "0s").spawn().await;
+    let login = app.user_with_session("alice").await;
+    let refreshed = app.refresh(&login.access_token).await.unwrap();
+
+    app.logout(&login.access_token).await.unwrap();
+
+    assert_eq!(reason(&app.verify(&refreshed.access_token).await), VerifyReason::Revoked);
+}
+
+#[tokio::test]
+async fn list_sessions_shows_at_most_the_newest_thousand() {
+    let mut app = spawn_app().await;
+    let login = app.user_with_session("alice").await;
+    let user_id = token_authority::domain::UserId::parse("user_id", &login.user_id).unwrap();
+    let lifetimes = token_authority::domain::TokenLifetimes {
+        standard: std::time::Duration::from_secs(3600),
+        remember_me: std::time::Duration::from_secs(3600),
+        refresh_window: std::time::Duration::ZERO,
+        rotation_grace: std::time::Duration::ZERO,
+    };
+    let earlier = token_authority::domain::Timestamp::now().minus(std::time::Duration::from_secs(60));
+    let older: Vec<_> = (0..1200)
+        .map(|_| token_authority::domain::Session::open(user_id, false, Default::default(), &lifetimes, earlier))
+        .collect();
+    app.repository().await.insert_sessions(&older).await.unwrap();
+
+    let sessions = app.list_sessions(&login.access_token).await.unwrap();
+
+    assert_eq!(sessions.len(), 1000);
+    assert!(sessions[0].current, "the newest, the caller's, comes first");
 }
 
 #[tokio::test]

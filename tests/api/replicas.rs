@@ -17,8 +17,8 @@ use token_authority::{
 
 use crate::{
     helpers::{
-        PASSWORD, SERVICE_KEY, TestApp, TestConfig, create_postgres_database, next_revocations, postgres_server, reason,
-        refresh_on, sleep, with_key,
+        PASSWORD, SERVICE_KEY, TestApp, TestConfig, create_postgres_database, login_on, next_revocations, postgres_server,
+        reason, refresh_on, sleep, with_key,
     },
     postgres::PrivatePostgres,
 };
@@ -95,23 +95,10 @@ async fn concurrent_revocations_on_several_replicas_reach_every_subscriber_exact
     apps[0].create_user("alice", PASSWORD, &[]).await;
     let mut sessions = Vec::new();
     for round in 0..20 {
-        let logins = apps.iter().flat_map(|app| {
-            (0..5).map(|_| {
-                let mut client = app.client.clone();
-                async move {
-                    client
-                        .login(proto::LoginRequest {
-                            username: "alice".into(),
-                            password: PASSWORD.into(),
-                            ..Default::default()
-                        })
-                        .await
-                        .expect("login")
-                        .into_inner()
-                }
-            })
-        });
-        sessions.extend(join_all(logins).await);
+        let logins = apps
+            .iter()
+            .flat_map(|app| (0..5).map(|_| login_on(app.client.clone(), "alice")));
+        sessions.extend(join_all(logins).await.into_iter().map(|login| login.expect("login")));
         assert_eq!(sessions.len(), (round + 1) * 15);
     }
     let mut streams = Vec::new();
@@ -376,4 +363,23 @@ async fn a_database_restart_mid_load_loses_no_session_and_no_event() {
             .expect("an acknowledged session is stored");
         assert!(stored.revoked_at.is_some(), "an acknowledged logout is stored");
     }
+}
+
+#[tokio::test]
+async fn sslmode_require_is_enforced_against_a_server_without_tls() {
+    require_postgres!();
+    use token_authority::repository::{DatabaseConfig, Repository};
+    let server = postgres_server().unwrap();
+    let config = |url: String| DatabaseConfig {
+        url,
+        max_connections: 1,
+        acquire_timeout: Duration::from_secs(5),
+    };
+    let plain = Repository::connect(&config(format!("{server}?sslmode=prefer"))).await.unwrap();
+    plain.ping().await.expect("without TLS required, the plain server answers");
+
+    let tls = Repository::connect(&config(format!("{server}?sslmode=require"))).await.unwrap();
+
+    let refused = tls.ping().await.expect_err("the test server offers no TLS, so nothing connects");
+    assert!(matches!(refused, token_authority::repository::RepositoryError::Unavailable(_)), "{refused:?}");
 }

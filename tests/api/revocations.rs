@@ -12,8 +12,8 @@ use token_authority::{
 };
 
 use crate::helpers::{
-    ADMIN_KEY, PASSWORD, TestApp, TestConfig, admin_request, assert_status, claims_of, next_revocations, sleep,
-    spawn_app, with_key,
+    ADMIN_KEY, PASSWORD, TestApp, TestConfig, admin_request, assert_status, claims_of, login_on, next_revocations,
+    sleep, spawn_app, with_key,
 };
 
 #[track_caller]
@@ -28,16 +28,8 @@ async fn sessions_of(app: &mut TestApp, username: &str, count: usize) -> Vec<pro
     app.create_user(username, PASSWORD, &[]).await;
     let mut sessions = Vec::with_capacity(count);
     while sessions.len() < count {
-        let batch = (sessions.len()..count.min(sessions.len() + 32)).map(|_| {
-            let mut client = app.client.clone();
-            let request = proto::LoginRequest {
-                username: username.into(),
-                password: PASSWORD.into(),
-                ..Default::default()
-            };
-            async move { client.login(request).await.expect("login").into_inner() }
-        });
-        sessions.extend(join_all(batch).await);
+        let batch = (sessions.len()..count.min(sessions.len() + 32)).map(|_| login_on(app.client.clone(), username));
+        sessions.extend(join_all(batch).await.into_iter().map(|login| login.expect("login")));
     }
     sessions
 }
@@ -420,4 +412,26 @@ async fn shutdown_ends_streams_with_unavailable() {
     assert_eq!(status.code(), Code::Unavailable);
     assert!(status.message().contains("after_cursor"), "{status:?}");
     stopping.await.unwrap();
+}
+
+#[tokio::test]
+async fn the_server_cleans_up_by_itself_every_cleanup_interval() {
+    // Tokens and events last a second; cleanup runs five times a second.
+    let mut app = TestConfig::short_lived()
+        .with("--jwt-remember-me-expires-in", "1s")
+        .with("--revocation-retention-margin", "0s")
+        .with("--cleanup-interval", "200ms")
+        .spawn()
+        .await;
+    let login = app.user_with_session("alice").await;
+    app.logout(&login.access_token).await.unwrap();
+    let repository = app.repository().await;
+    assert_eq!(repository.cursor_bounds().await.unwrap().pruned_through, 0);
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while repository.cursor_bounds().await.unwrap().pruned_through == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no cleanup ran");
+        sleep(Duration::from_millis(100)).await;
+    }
+    assert!(repository.events_after(0, 10).await.unwrap().is_empty(), "the old event is gone");
 }
