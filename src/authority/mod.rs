@@ -92,10 +92,6 @@ impl Authority {
         self
     }
 
-    pub fn lifetimes(&self) -> &TokenLifetimes {
-        &self.lifetimes
-    }
-
     /// Signs the session's current token. Deterministic for the same session
     /// state, so a retry within the grace period gets the very same token.
     fn issue(&self, session: Session, username: &str, roles: Vec<String>) -> Result<IssuedSession, AuthorityError> {

@@ -9,10 +9,6 @@ use crate::{
     metrics,
 };
 
-/// A rotation can lose a race to a concurrent one; it then re-reads the
-/// session, finds its token retired a moment ago, and answers as a retry.
-const MAX_ATTEMPTS: usize = 3;
-
 impl Authority {
     #[tracing::instrument(name = "refresh", skip_all, fields(user_id, session_id))]
     pub async fn refresh(
@@ -45,12 +41,13 @@ impl Authority {
         span.record("session_id", tracing::field::display(claims.session_id));
 
         // The usual case: the presented token is its session's current one.
-        // The guarded rotation settles that by itself (a revoked session, a
-        // disabled user or a retired token do not match it), so try it first,
-        // and read the session only when it does not match. The new token
-        // keeps the name and roles of the old one.
+        // The guarded rotation settles that by itself (a revoked session,
+        // which includes every session of a disabled user, or a retired token
+        // does not match it), so try it first and read the session only when
+        // it does not match. Tokens carry the name and roles they were
+        // issued with, from login on.
         let now = Timestamp::now();
-        let rotation = self.rotation_of(claims.session_id, claims.token_id, claims.expires_at, client.clone(), now);
+        let rotation = self.rotation_of(claims.session_id, claims.token_id, claims.expires_at, client, now);
         let ticket = self.sessions.ticket(claims.session_id);
         if let Some((rotated, revocation)) = self.repository.rotate_session(&rotation).await? {
             self.cache_live(ticket, &rotated);
@@ -59,52 +56,41 @@ impl Authority {
             return Ok((self.issue(rotated, &claims.username, claims.roles)?, "rotated"));
         }
 
-        for _ in 0..MAX_ATTEMPTS {
-            let (session, user) = self
-                .repository
-                .find_session_with_user(claims.session_id)
-                .await?
-                .filter(|(session, _)| session.user_id == claims.user_id)
-                .ok_or(AuthorityError::UnknownSession)?;
-            if user.disabled {
-                return Err(AuthorityError::SessionRevoked);
+        let session = self
+            .repository
+            .find_session(claims.session_id)
+            .await?
+            .filter(|session| session.user_id == claims.user_id)
+            .ok_or(AuthorityError::UnknownSession)?;
+        let now = Timestamp::now();
+        match session.standing(claims.token_id, now, self.lifetimes.rotation_grace) {
+            TokenStanding::Revoked => {
+                info!(outcome = "revoked", "refresh refused");
+                Err(AuthorityError::SessionRevoked)
             }
-            let now = Timestamp::now();
-            match session.standing(claims.token_id, now, self.lifetimes.rotation_grace) {
-                TokenStanding::Revoked => {
-                    info!(outcome = "revoked", "refresh refused");
-                    return Err(AuthorityError::SessionRevoked);
+            // The update above matches whenever this token is current, and a
+            // token that stopped being current never becomes current again:
+            // nothing should get here, so report a conflict (the client
+            // retries) rather than guess.
+            TokenStanding::Current => Err(AuthorityError::Conflict),
+            TokenStanding::RetiredInGrace => {
+                // A retry, or the loser of a race with a concurrent Refresh:
+                // the session's current token, signed again.
+                info!(outcome = "retry", "retired token within grace period; returning the current token");
+                Ok((self.issue(session, &claims.username, claims.roles)?, "retry"))
+            }
+            TokenStanding::Retired => {
+                warn!(outcome = "reuse_detected", "retired token presented again; revoking the session");
+                metrics::reuse_detected();
+                if let Some((revoked, revocation)) = self
+                    .repository
+                    .revoke_session(session.id, RevocationReason::ReuseDetected, now)
+                    .await?
+                {
+                    self.committed(std::slice::from_ref(&revoked), std::slice::from_ref(&revocation));
                 }
-                TokenStanding::Current => {
-                    let rotation =
-                        self.rotation_of(session.id, session.current_token_id, session.expires_at, client.clone(), now);
-                    let ticket = self.sessions.ticket(session.id);
-                    let Some((rotated, revocation)) = self.repository.rotate_session(&rotation).await? else {
-                        continue; // lost a race: look again
-                    };
-                    self.cache_live(ticket, &rotated);
-                    self.committed(&[], std::slice::from_ref(&revocation));
-                    info!(outcome = "rotated", "token refreshed");
-                    return Ok((self.issue(rotated, user.username.as_str(), user.roles.names())?, "rotated"));
-                }
-                TokenStanding::RetiredInGrace => {
-                    info!(outcome = "retry", "retired token within grace period; returning the current token");
-                    return Ok((self.issue(session, user.username.as_str(), user.roles.names())?, "retry"));
-                }
-                TokenStanding::Retired => {
-                    warn!(outcome = "reuse_detected", "retired token presented again; revoking the session");
-                    metrics::reuse_detected();
-                    if let Some((revoked, revocation)) = self
-                        .repository
-                        .revoke_session(session.id, RevocationReason::ReuseDetected, now)
-                        .await?
-                    {
-                        self.committed(std::slice::from_ref(&revoked), std::slice::from_ref(&revocation));
-                    }
-                    return Err(AuthorityError::TokenReused);
-                }
+                Err(AuthorityError::TokenReused)
             }
         }
-        Err(AuthorityError::Conflict)
     }
 }

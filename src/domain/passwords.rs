@@ -75,10 +75,6 @@ impl PasswordHasher {
         })
     }
 
-    pub fn settings(&self) -> Argon2Settings {
-        self.settings
-    }
-
     /// A PHC string for a new password, with a fresh random salt.
     pub fn hash(&self, password: &Password) -> Result<String, PasswordHashError> {
         self.argon2

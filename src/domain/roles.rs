@@ -60,9 +60,6 @@ impl Roles {
         self.0.iter().map(|role| role.0.clone()).collect()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Role> {
-        self.0.iter()
-    }
 }
 
 #[cfg(test)]

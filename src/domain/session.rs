@@ -87,11 +87,6 @@ impl Session {
         }
     }
 
-    /// Live: not revoked and its current token not expired.
-    pub fn is_live(&self, now: Timestamp) -> bool {
-        self.revoked_at.is_none() && self.expires_at > now
-    }
-
     pub fn state(&self) -> SessionState {
         SessionState {
             id: self.id,

@@ -8,7 +8,7 @@ use sea_orm::{
 use secrecy::{ExposeSecret, SecretString};
 
 use super::{
-    Repository, RepositoryError, UserRecord,
+    Repository, RepositoryError,
     entities::{sessions, users},
     events::append_events,
 };
@@ -63,11 +63,7 @@ pub enum PasswordChange {
 
 impl Repository {
     pub async fn insert_session(&self, session: &Session) -> Result<(), RepositoryError> {
-        let transaction = self.begin_write().await?;
-        sessions::Entity::insert(session_to_model(session))
-            .exec_without_returning(&*transaction)
-            .await?;
-        transaction.commit().await
+        self.insert_sessions(std::slice::from_ref(session)).await
     }
 
     /// Inserts many sessions at once, a chunk per statement and per
@@ -96,19 +92,6 @@ impl Repository {
             .transpose()
     }
 
-    /// A session and its user, in one query (Refresh needs both).
-    pub async fn find_session_with_user(&self, id: SessionId) -> Result<Option<(Session, UserRecord)>, RepositoryError> {
-        let Some((session, user)) = sessions::Entity::find_by_id(id.as_uuid())
-            .find_also_related(users::Entity)
-            .one(self.connection())
-            .await?
-        else {
-            return Ok(None);
-        };
-        let user = user.ok_or_else(|| RepositoryError::corrupt(format!("user of session {}", session.id)))?;
-        Ok(Some((session_from_model(session)?, super::users::user_from_model(user)?)))
-    }
-
     /// The user's live sessions, newest first.
     pub async fn list_live_sessions(&self, user_id: UserId, now: Timestamp) -> Result<Vec<Session>, RepositoryError> {
         sessions::Entity::find()
@@ -125,11 +108,7 @@ impl Repository {
 
     /// How many sessions are live (not revoked, not expired) at `now`.
     pub async fn count_live_sessions(&self, now: Timestamp) -> Result<u64, RepositoryError> {
-        Ok(sessions::Entity::find()
-            .filter(sessions::Column::RevokedAt.is_null())
-            .filter(sessions::Column::ExpiresAt.gt(now.as_millis()))
-            .count(self.connection())
-            .await?)
+        Ok(sessions::Entity::find().filter(live(now)).count(self.connection()).await?)
     }
 
     /// Rotates a session's token if its current token is still the expected
@@ -271,11 +250,15 @@ fn rotated(session: &Session, rotation: &Rotation) -> Revocation {
     Revocation::of_token(session, rotation.expected_token, rotation.retired_token_expires_at, rotation.now)
 }
 
-fn live_sessions_of(user_id: UserId, now: Timestamp) -> Condition {
+/// Not revoked, and the current token not expired.
+fn live(now: Timestamp) -> Condition {
     Condition::all()
-        .add(sessions::Column::UserId.eq(user_id.as_uuid()))
         .add(sessions::Column::RevokedAt.is_null())
         .add(sessions::Column::ExpiresAt.gt(now.as_millis()))
+}
+
+fn live_sessions_of(user_id: UserId, now: Timestamp) -> Condition {
+    live(now).add(sessions::Column::UserId.eq(user_id.as_uuid()))
 }
 
 /// Marks the matching unrevoked sessions revoked and returns them as they are now.

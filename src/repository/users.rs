@@ -114,7 +114,7 @@ pub(super) fn roles_to_stored(roles: &Roles) -> String {
     serde_json::to_string(&roles.names()).unwrap_or_else(|_| "[]".into())
 }
 
-pub(super) fn user_from_model(model: users::Model) -> Result<UserRecord, RepositoryError> {
+fn user_from_model(model: users::Model) -> Result<UserRecord, RepositoryError> {
     let names: Vec<String> = serde_json::from_str(&model.roles)
         .map_err(|_| RepositoryError::corrupt(format!("roles of user {}", model.id)))?;
     let roles = Roles::parse("roles", &names)

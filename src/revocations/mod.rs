@@ -133,10 +133,6 @@ impl RevocationFeed {
         self.wake.notify_one();
     }
 
-    pub fn subscriber_count(&self) -> usize {
-        self.subscribers.load(Ordering::Relaxed)
-    }
-
     /// Starts a subscription; its items (or the error that ended it) arrive
     /// on the returned stream. A cursor outside the retained history fails
     /// here, before any stream opens.

@@ -93,6 +93,7 @@ async fn disabling_a_user_revokes_their_sessions_until_enabled_again() {
 
     assert_eq!(disabled.revoked_count, 2);
     assert_eq!(reason(&app.verify(&login.access_token).await), VerifyReason::Revoked);
+    assert_status(app.refresh(&login.access_token).await, Code::Unauthenticated, "revoked");
     assert!(app.login("alice", PASSWORD).await.is_err());
 
     app.admin
