@@ -43,8 +43,8 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     Ok(HANDLE.get_or_init(|| handle).clone())
 }
 
-/// Serves `GET /metrics` on `listener` until `shutdown` resolves.
-pub async fn serve(listener: TcpListener, handle: PrometheusHandle, shutdown: impl Future<Output = ()> + Send + 'static) {
+/// Serves `GET /metrics` on `listener` (until the task is aborted).
+pub async fn serve(listener: TcpListener, handle: PrometheusHandle) {
     let upkeep = {
         let handle = handle.clone();
         tokio::spawn(async move {
@@ -62,10 +62,11 @@ pub async fn serve(listener: TcpListener, handle: PrometheusHandle, shutdown: im
             async move { handle.render() }
         }),
     );
-    if let Err(error) = axum::serve(listener, router).with_graceful_shutdown(shutdown).await {
+    let served = axum::serve(listener, router).await;
+    upkeep.abort();
+    if let Err(error) = served {
         tracing::warn!(error = %error, "the metrics listener stopped");
     }
-    upkeep.abort();
 }
 
 /// Binds the metrics listener, naming the setting if that fails.

@@ -161,7 +161,9 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let (health, health_service) = tonic_health::server::health_reporter();
         set_health(&health, ServingStatus::Serving).await;
-        let health_probe = tokio::spawn(probe_database(
+        // Background tasks, aborted together when the server stops.
+        let mut background = tokio::task::JoinSet::new();
+        background.spawn(probe_database(
             self.repository.clone(),
             health.clone(),
             self.health_check_interval,
@@ -169,9 +171,8 @@ impl Application {
 
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
-        let (stop_background, background_stopped) = tokio::sync::watch::channel(false);
         let throttle = self.throttle.clone();
-        let throttle_task = tokio::spawn(async move {
+        background.spawn(async move {
             let mut ticker = tokio::time::interval(Duration::from_secs(60));
             loop {
                 ticker.tick().await;
@@ -179,23 +180,15 @@ impl Application {
             }
         });
         if let Some(endpoint) = self.metrics {
-            let mut stopped = background_stopped.clone();
-            tokio::spawn(metrics::serve(endpoint.listener, endpoint.handle, async move {
-                let _ = stopped.wait_for(|stopped| *stopped).await;
-            }));
-            tokio::spawn(collect_gauges(
-                self.repository.clone(),
-                self.sessions.clone(),
-                background_stopped.clone(),
-            ));
+            background.spawn(metrics::serve(endpoint.listener, endpoint.handle));
+            background.spawn(collect_gauges(self.repository.clone(), self.sessions.clone()));
             info!(address = %endpoint.address, "serving Prometheus metrics on /metrics");
         }
-        tokio::spawn(cleanup_periodically(
+        background.spawn(cleanup_periodically(
             self.repository.clone(),
             self.sessions.clone(),
             self.cleanup_policy,
             self.cleanup_interval,
-            background_stopped,
         ));
         let token_authority = TokenAuthorityServer::new(TokenAuthorityService::new(
             self.authority.clone(),
@@ -225,9 +218,7 @@ impl Application {
 
         tokio::select! {
             result = &mut server => {
-                health_probe.abort();
-                throttle_task.abort();
-                let _ = stop_background.send(true);
+                background.abort_all();
                 self.revocations.shut_down();
                 return result.context("the gRPC server stopped");
             }
@@ -235,10 +226,8 @@ impl Application {
         }
 
         info!("shutting down: health NOT_SERVING, ending revocation streams, finishing in-flight calls");
-        health_probe.abort();
-        throttle_task.abort();
+        background.abort_all();
         set_health(&health, ServingStatus::NotServing).await;
-        let _ = stop_background.send(true);
         self.revocations.shut_down();
         let _ = stop.send(());
         match tokio::time::timeout(self.shutdown_timeout, server).await {
@@ -252,13 +241,10 @@ impl Application {
 }
 
 /// Refreshes the gauges that are not kept up to date as things happen.
-async fn collect_gauges(repository: Repository, sessions: Arc<SessionCache>, mut stopped: tokio::sync::watch::Receiver<bool>) {
+async fn collect_gauges(repository: Repository, sessions: Arc<SessionCache>) {
     let mut ticker = tokio::time::interval(GAUGE_INTERVAL);
     loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = stopped.wait_for(|stopped| *stopped) => return,
-        }
+        ticker.tick().await;
         metrics::session_cache_entries(sessions.len());
         match repository.count_live_sessions(Timestamp::now()).await {
             Ok(count) => metrics::live_sessions(count),

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use tokio::sync::watch;
 use tracing::{info, warn};
 
 use super::SessionCache;
@@ -70,21 +69,18 @@ pub async fn cleanup(
     Ok(report)
 }
 
-/// Runs cleanup every `interval` until `shutdown` turns true.
+/// Runs cleanup every `interval` (until the task is aborted; a pass cut
+/// short leaves whole batches, each its own transaction).
 pub async fn cleanup_periodically(
     repository: Repository,
     sessions: std::sync::Arc<SessionCache>,
     policy: CleanupPolicy,
     interval: Duration,
-    mut shutdown: watch::Receiver<bool>,
 ) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = shutdown.wait_for(|stopped| *stopped) => return,
-        }
+        ticker.tick().await;
         if let Err(error) = cleanup(&repository, Some(&sessions), &policy, Timestamp::now()).await {
             warn!(error = %error, "cleanup failed; retrying at the next interval");
         }

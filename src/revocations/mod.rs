@@ -23,7 +23,7 @@ mod subscriber;
 use std::{
     sync::{
         Arc,
-        atomic::{AtomicU64, AtomicUsize, Ordering},
+        atomic::{AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -81,8 +81,6 @@ pub struct RevocationFeed {
     settings: FeedSettings,
     live: broadcast::Sender<Arc<RevocationEvent>>,
     wake: Notify,
-    /// The last cursor the follower has published.
-    published: AtomicU64,
     subscribers: AtomicUsize,
     /// Names this replica in announcements.
     origin: String,
@@ -104,12 +102,11 @@ impl RevocationFeed {
             settings,
             live,
             wake: Notify::new(),
-            published: AtomicU64::new(latest),
             subscribers: AtomicUsize::new(0),
             origin: uuid::Uuid::new_v4().to_string(),
             shutdown: watch::Sender::new(false),
         });
-        tokio::spawn(feed.clone().follow());
+        tokio::spawn(feed.clone().follow(latest));
         let weak = Arc::downgrade(&feed);
         feed.repository.listen_for_revocations(
             feed.origin.clone(),
@@ -158,7 +155,8 @@ impl RevocationFeed {
         Ok(ReceiverStream::new(receiver))
     }
 
-    async fn follow(self: Arc<Self>) {
+    /// The follower: `published` is the last cursor it has fanned out.
+    async fn follow(self: Arc<Self>, mut published: u64) {
         let mut shutdown = self.shutdown.subscribe();
         loop {
             tokio::select! {
@@ -173,7 +171,7 @@ impl RevocationFeed {
                     continue;
                 }
             };
-            if let Err(error) = self.publish_new_events().await {
+            if let Err(error) = self.publish_new_events(&mut published).await {
                 warn!(error = %error, "cannot read the revocation outbox; retrying");
             }
             if sequenced > 0 && let Err(error) = self.repository.announce_revocations(&self.origin).await {
@@ -194,10 +192,10 @@ impl RevocationFeed {
         }
     }
 
-    async fn publish_new_events(&self) -> Result<(), RepositoryError> {
+    /// Applies to the cache and fans out every event after `published`.
+    async fn publish_new_events(&self, published: &mut u64) -> Result<(), RepositoryError> {
         loop {
-            let after = self.published.load(Ordering::Acquire);
-            let events = self.repository.events_after(after, PAGE_SIZE).await?;
+            let events = self.repository.events_after(*published, PAGE_SIZE).await?;
             for event in &events {
                 match event.token_id {
                     None => self.sessions.mark_revoked(event.session_id),
@@ -212,7 +210,7 @@ impl RevocationFeed {
                 // No subscriber is not an error.
                 let _ = self.live.send(Arc::new(event));
             }
-            self.published.store(last, Ordering::Release);
+            *published = last;
             if !full {
                 return Ok(());
             }
