@@ -28,10 +28,7 @@ fn keyrings() -> Vec<(&'static str, Keyring)> {
         audience: "token-authority".into(),
         leeway: Duration::from_secs(5),
     };
-    vec![(
-        "HS256",
-        Keyring::new(SigningKey::hs256(vec![7; 32]).expect("a 32-byte key"), vec![], policy),
-    )]
+    vec![("HS256", Keyring::new(SigningKey::hs256(vec![7; 32]).expect("a 32-byte key"), vec![], policy))]
 }
 
 fn tokens(criterion: &mut Criterion) {

@@ -140,7 +140,11 @@ impl Follower {
                 println!(
                     "denied {} {} ({:?}) until {}; {} entries",
                     if event.token_id.is_empty() { "session" } else { "token" },
-                    if event.token_id.is_empty() { &event.session_id } else { &event.token_id },
+                    if event.token_id.is_empty() {
+                        &event.session_id
+                    } else {
+                        &event.token_id
+                    },
                     event.reason(),
                     event.expires_at.as_ref().map_or(0, |time| time.seconds),
                     self.deny_list.len(),
@@ -186,7 +190,10 @@ mod tests {
             session_id: session.into(),
             token_id: token.into(),
             reason: RevocationReason::Logout.into(),
-            expires_at: Some(prost_types::Timestamp { seconds: expires_at, nanos: 0 }),
+            expires_at: Some(prost_types::Timestamp {
+                seconds: expires_at,
+                nanos: 0,
+            }),
             ..Default::default()
         }
     }

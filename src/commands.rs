@@ -7,9 +7,9 @@ use tracing::info;
 
 use crate::{
     authority::{self, PasswordPool},
+    domain::Timestamp,
     domain::{NewPassword, Roles, Username, passwords::PasswordHasher},
     repository::Repository,
-    domain::Timestamp,
     settings::{CleanupArgs, Command, CreateUserArgs, DatabaseSettings, ServeSettings, UserCommand},
     startup::Application,
 };
@@ -31,9 +31,8 @@ async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
 }
 
 async fn connect(database: &DatabaseSettings) -> anyhow::Result<Repository> {
-    let repository = Repository::connect(&database.config()?)
-        .await
-        .context("DATABASE_URL: cannot open the database")?;
+    let repository =
+        Repository::connect(&database.config()?).await.context("DATABASE_URL: cannot open the database")?;
     repository.migrate().await.context("cannot apply the database migrations")?;
     Ok(repository)
 }

@@ -21,7 +21,11 @@ use crate::{
 pub const MIN_API_KEY_BYTES: usize = 16;
 
 #[derive(Debug, Parser)]
-#[command(name = "token-authority", version, about = "Issues, refreshes, verifies and revokes JWT session tokens over gRPC.")]
+#[command(
+    name = "token-authority",
+    version,
+    about = "Issues, refreshes, verifies and revokes JWT session tokens over gRPC."
+)]
 pub struct Cli {
     #[command(flatten)]
     pub log: LogSettings,
@@ -169,7 +173,12 @@ impl RetentionSettings {
 #[derive(Debug, Args)]
 pub struct DatabaseSettings {
     /// `sqlite:<file>` (created if missing) or `postgres://user:password@host/db`.
-    #[arg(long, env = "DATABASE_URL", default_value = "sqlite:token-authority.db", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite:token-authority.db",
+        hide_env_values = true
+    )]
     pub database_url: SecretString,
     /// Most connections the pool opens.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value_t = 10)]

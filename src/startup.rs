@@ -23,11 +23,13 @@ use crate::{
         passwords::PasswordHasher,
         tokens::{Keyring, SigningKey},
     },
-    metrics,
     grpc::{
         AdminService, ApiKeys, TokenAuthorityService,
-        proto::{token_authority_admin_server::TokenAuthorityAdminServer, token_authority_server::TokenAuthorityServer},
+        proto::{
+            token_authority_admin_server::TokenAuthorityAdminServer, token_authority_server::TokenAuthorityServer,
+        },
     },
+    metrics,
     repository::Repository,
     revocations::{FeedSettings, RevocationFeed},
     settings::{ServeSettings, TokenSettings},
@@ -72,18 +74,12 @@ impl Application {
         let repository = Repository::connect(&settings.database.config()?)
             .await
             .context("DATABASE_URL: cannot open the database")?;
-        repository
-            .migrate()
-            .await
-            .context("cannot apply the database migrations")?;
+        repository.migrate().await.context("cannot apply the database migrations")?;
         let keyring = load_keyring(&repository, &settings.tokens).await?;
         let hasher = PasswordHasher::new(settings.argon2.settings()?)?;
-        let passwords = PasswordPool::start(
-            hasher,
-            settings.password_hashing_threads(),
-            settings.password_hashing_queue,
-        )
-        .context("cannot start the password hashing threads")?;
+        let passwords =
+            PasswordPool::start(hasher, settings.password_hashing_threads(), settings.password_hashing_queue)
+                .context("cannot start the password hashing threads")?;
         let sessions = Arc::new(SessionCache::new(settings.session_cache_capacity));
         let revocations = RevocationFeed::start(
             repository.clone(),
@@ -108,7 +104,9 @@ impl Application {
         .with_listener(revocations.clone());
         let api_keys = ApiKeys::new(&settings.admin_api_keys, &settings.service_api_keys);
         if !api_keys.admin_configured() {
-            warn!("ADMIN_API_KEYS is not set: every admin call will be refused (PERMISSION_DENIED); set ADMIN_API_KEYS=<key>[,<key>...] to enable the admin API");
+            warn!(
+                "ADMIN_API_KEYS is not set: every admin call will be refused (PERMISSION_DENIED); set ADMIN_API_KEYS=<key>[,<key>...] to enable the admin API"
+            );
         }
         let metrics = match settings.metrics_addr {
             Some(address) => {
@@ -163,11 +161,7 @@ impl Application {
         set_health(&health, ServingStatus::Serving).await;
         // Background tasks, aborted together when the server stops.
         let mut background = tokio::task::JoinSet::new();
-        background.spawn(probe_database(
-            self.repository.clone(),
-            health.clone(),
-            self.health_check_interval,
-        ));
+        background.spawn(probe_database(self.repository.clone(), health.clone(), self.health_check_interval));
 
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
@@ -232,7 +226,9 @@ impl Application {
         let _ = stop.send(());
         match tokio::time::timeout(self.shutdown_timeout, server).await {
             Ok(result) => result.context("the gRPC server failed while stopping")?,
-            Err(_) => warn!(timeout = ?self.shutdown_timeout, "in-flight calls did not finish within SHUTDOWN_TIMEOUT; stopping anyway"),
+            Err(_) => {
+                warn!(timeout = ?self.shutdown_timeout, "in-flight calls did not finish within SHUTDOWN_TIMEOUT; stopping anyway")
+            }
         }
         self.repository.close().await;
         info!("stopped");

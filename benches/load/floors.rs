@@ -139,7 +139,12 @@ pub enum Shape {
 }
 
 /// Rotations per second of `sessions` (one task each) in the given shape.
-pub async fn postgres_rotations(database_url: &str, sessions: Vec<Session>, shape: Shape, duration: Duration) -> anyhow::Result<f64> {
+pub async fn postgres_rotations(
+    database_url: &str,
+    sessions: Vec<Session>,
+    shape: Shape,
+    duration: Duration,
+) -> anyhow::Result<f64> {
     use sea_orm::sqlx::{self, postgres::PgPoolOptions};
     let pool = PgPoolOptions::new()
         .max_connections(u32::try_from(sessions.len()).unwrap_or(64).min(64))

@@ -58,16 +58,8 @@ pub async fn run(
         log_path.display().to_string(),
         url,
     ];
-    let output = tokio::process::Command::new("h2load")
-        .args(&arguments)
-        .output()
-        .await
-        .context("running h2load")?;
-    anyhow::ensure!(
-        output.status.success(),
-        "h2load failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = tokio::process::Command::new("h2load").args(&arguments).output().await.context("running h2load")?;
+    anyhow::ensure!(output.status.success(), "h2load failed: {}", String::from_utf8_lossy(&output.stderr));
     // One line per request of the measured period: start (µs since the epoch),
     // HTTP status, duration in µs.
     let log = std::fs::read_to_string(&log_path)?;

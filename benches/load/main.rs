@@ -23,13 +23,13 @@ use std::{
 };
 
 use clap::Parser;
-use tokio_stream::StreamExt;
-use tonic::{Request, transport::Channel};
-use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 use token_authority::{
     domain::Session,
     proto::{self, token_authority_client::TokenAuthorityClient},
 };
+use tokio_stream::StreamExt;
+use tonic::{Request, transport::Channel};
+use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
 use load::{Call, LoadSpec, Stats, alternate, closed_loop};
 use report::{Machine, Memory, Report};
@@ -85,7 +85,11 @@ const PROPAGATION_SUBSCRIBERS: usize = 100;
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let duration = args.duration.map_or(
-        if args.short { Duration::from_secs(1) } else { Duration::from_secs(10) },
+        if args.short {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_secs(10)
+        },
         Into::into,
     );
     let spec = LoadSpec {
@@ -135,10 +139,7 @@ async fn main() -> anyhow::Result<()> {
     let keyring = Arc::new(seed::keyring()?);
     let tokens = |sessions: &[Session]| -> anyhow::Result<Arc<Vec<String>>> {
         Ok(Arc::new(
-            sessions
-                .iter()
-                .map(|session| seed::token_for(&keyring, session))
-                .collect::<anyhow::Result<_>>()?,
+            sessions.iter().map(|session| seed::token_for(&keyring, session)).collect::<anyhow::Result<_>>()?,
         ))
     };
     let verify_tokens = tokens(&small.sessions[..VERIFY_SET])?;
@@ -287,8 +288,17 @@ impl Generator {
 
     async fn health(&self, channels: &[Channel], spec: LoadSpec) -> anyhow::Result<Stats> {
         match self {
-            Self::H2load { address, connections, .. } => {
-                h2load::run(*address, "/grpc.health.v1.Health/Check", &HealthCheckRequest::default(), spec, *connections).await
+            Self::H2load {
+                address, connections, ..
+            } => {
+                h2load::run(
+                    *address,
+                    "/grpc.health.v1.Health/Check",
+                    &HealthCheckRequest::default(),
+                    spec,
+                    *connections,
+                )
+                .await
             }
             Self::InProcess { .. } => Ok(closed_loop(channels, spec, health_call()).await),
         }
@@ -306,7 +316,9 @@ impl Generator {
                 };
                 h2load::run(*address, "/tokenauthority.v1.TokenAuthority/Verify", &request, spec, *connections).await
             }
-            Self::InProcess { token } => Ok(closed_loop(channels, spec, verify_call(Arc::new(vec![token.clone()]))).await),
+            Self::InProcess { token } => {
+                Ok(closed_loop(channels, spec, verify_call(Arc::new(vec![token.clone()]))).await)
+            }
         }
     }
 }
@@ -357,7 +369,15 @@ async fn postgres(
         ..spec
     };
     rotation_floor.run(Duration::ZERO, spec.warmup).await;
-    closed_loop(&channels, LoadSpec { duration: spec.warmup, ..slice }, refresh.clone()).await;
+    closed_loop(
+        &channels,
+        LoadSpec {
+            duration: spec.warmup,
+            ..slice
+        },
+        refresh.clone(),
+    )
+    .await;
     let (floor, refreshes) = alternate(
         rounds,
         async || Ok(rotation_floor.run(Duration::ZERO, slice.duration).await),
@@ -379,12 +399,7 @@ async fn postgres(
 
 fn health_call() -> Call {
     Arc::new(|_, channel: Channel| {
-        Box::pin(async move {
-            HealthClient::new(channel)
-                .check(HealthCheckRequest::default())
-                .await
-                .is_ok()
-        })
+        Box::pin(async move { HealthClient::new(channel).check(HealthCheckRequest::default()).await.is_ok() })
     })
 }
 
@@ -504,7 +519,10 @@ async fn propagation(
 }
 
 /// Opens `count` revocation streams over a few connections and keeps them open.
-async fn hold_subscribers(server: &Server, count: usize) -> anyhow::Result<Vec<tonic::Streaming<proto::RevocationEvent>>> {
+async fn hold_subscribers(
+    server: &Server,
+    count: usize,
+) -> anyhow::Result<Vec<tonic::Streaming<proto::RevocationEvent>>> {
     let channels = server.connections(count.div_ceil(100).max(1)).await?;
     let mut streams = Vec::with_capacity(count);
     for index in 0..count {

@@ -35,10 +35,7 @@ impl Machine {
             cpu,
             cores: std::thread::available_parallelism().map_or(1, usize::from),
             memory_gib: memory_kib / 1024.0 / 1024.0,
-            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                .unwrap_or_default()
-                .trim()
-                .to_owned(),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned(),
         }
     }
 }
@@ -80,7 +77,11 @@ fn load(stats: &Stats) -> String {
         stats.quantile_ms(0.5),
         stats.quantile_ms(0.99),
         stats.quantile_ms(0.999),
-        if stats.errors > 0 { format!("; {} errors", stats.errors) } else { String::new() }
+        if stats.errors > 0 {
+            format!("; {} errors", stats.errors)
+        } else {
+            String::new()
+        }
     )
 }
 
@@ -176,7 +177,10 @@ impl Report {
         self.rows.push(Row {
             measured: format!("Refresh, {} in flight", self.spec.concurrency),
             result: load(refresh),
-            floor: format!("its write transaction through the same repository and driver, in-process: {}", load(transaction)),
+            floor: format!(
+                "its write transaction through the same repository and driver, in-process: {}",
+                load(transaction)
+            ),
             ratio: format!("{ratio:.2}x"),
             target: ">= 0.5x".into(),
             met: self.judge(ratio >= 0.5),
@@ -189,7 +193,10 @@ impl Report {
         self.rows.push(Row {
             measured: format!("Refresh on PostgreSQL, {} in flight", self.spec.concurrency),
             result: load(refresh),
-            floor: format!("its write transaction through the same repository and driver, in-process: {}", load(transaction)),
+            floor: format!(
+                "its write transaction through the same repository and driver, in-process: {}",
+                load(transaction)
+            ),
             ratio: format!("{ratio:.2}x"),
             target: "none: shown for the outbox's write cost".into(),
             met: None,
@@ -209,7 +216,14 @@ impl Report {
         self.propagation_row(measured, propagation, subscribers, "p99 <= 10 ms on SQLite", 10.0);
     }
 
-    fn propagation_row(&mut self, measured: String, propagation: &Stats, subscribers: usize, target: &str, p99_limit_ms: f64) {
+    fn propagation_row(
+        &mut self,
+        measured: String,
+        propagation: &Stats,
+        subscribers: usize,
+        target: &str,
+        p99_limit_ms: f64,
+    ) {
         let p99 = propagation.quantile_ms(0.99);
         self.rows.push(Row {
             measured,
@@ -219,7 +233,11 @@ impl Report {
                 propagation.quantile_ms(0.5),
                 p99,
                 propagation.quantile_ms(0.999),
-                if propagation.errors > 0 { format!("; {} missing", propagation.errors) } else { String::new() }
+                if propagation.errors > 0 {
+                    format!("; {} missing", propagation.errors)
+                } else {
+                    String::new()
+                }
             ),
             floor: "-".into(),
             ratio: "-".into(),
@@ -230,8 +248,8 @@ impl Report {
     }
 
     pub fn memory(&mut self, memory: Memory) {
-        let per_subscriber = memory.with_subscribers_rss.saturating_sub(memory.started_rss) as f64
-            / memory.subscribers.max(1) as f64;
+        let per_subscriber =
+            memory.with_subscribers_rss.saturating_sub(memory.started_rss) as f64 / memory.subscribers.max(1) as f64;
         let per_session =
             memory.warm_rss.saturating_sub(memory.with_subscribers_rss) as f64 / memory.cached_sessions.max(1) as f64;
         let peak = memory.peak_rss as f64 / MIB;
@@ -295,9 +313,7 @@ impl Report {
         let rows: Vec<Value> = self
             .rows
             .iter()
-            .map(|row| {
-                json!({"measured": row.measured, "target": row.target, "met": row.met, "figures": row.json})
-            })
+            .map(|row| json!({"measured": row.measured, "target": row.target, "met": row.met, "figures": row.json}))
             .collect();
         let document = json!({
             "mode": if self.short { "short" } else { "full" },

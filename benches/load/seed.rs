@@ -54,9 +54,8 @@ pub async fn create_postgres_database(server_url: &str) -> anyhow::Result<String
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
         .execute(&mut connection)
         .await?;
-    let (base, _) = server_url
-        .rsplit_once('/')
-        .ok_or_else(|| anyhow::anyhow!("--postgres-url must name a database"))?;
+    let (base, _) =
+        server_url.rsplit_once('/').ok_or_else(|| anyhow::anyhow!("--postgres-url must name a database"))?;
     Ok(format!("{base}/{name}"))
 }
 

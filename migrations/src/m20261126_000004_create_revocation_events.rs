@@ -72,12 +72,8 @@ impl MigrationTrait for Migration {
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .drop_table(Table::drop().table(RevocationCursor::Table).to_owned())
-            .await?;
-        manager
-            .drop_table(Table::drop().table(RevocationEvents::Table).to_owned())
-            .await
+        manager.drop_table(Table::drop().table(RevocationCursor::Table).to_owned()).await?;
+        manager.drop_table(Table::drop().table(RevocationEvents::Table).to_owned()).await
     }
 }
 

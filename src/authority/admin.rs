@@ -35,7 +35,12 @@ pub async fn create_user(
 }
 
 impl Authority {
-    pub async fn create_user(&self, username: Username, password: NewPassword, roles: Roles) -> Result<UserId, AuthorityError> {
+    pub async fn create_user(
+        &self,
+        username: Username,
+        password: NewPassword,
+        roles: Roles,
+    ) -> Result<UserId, AuthorityError> {
         create_user(&self.repository, &self.passwords, username, password, roles).await
     }
 
@@ -55,11 +60,7 @@ impl Authority {
     /// Revokes one session; `false` if it was already revoked.
     #[tracing::instrument(name = "revoke_session", skip(self))]
     pub async fn revoke_session(&self, session_id: SessionId) -> Result<bool, AuthorityError> {
-        match self
-            .repository
-            .revoke_session(session_id, RevocationReason::Admin, Timestamp::now())
-            .await?
-        {
+        match self.repository.revoke_session(session_id, RevocationReason::Admin, Timestamp::now()).await? {
             Some((session, revocation)) => {
                 self.committed(std::slice::from_ref(&session), std::slice::from_ref(&revocation));
                 info!(user_id = %session.user_id, %session_id, "session revoked by an operator");

@@ -37,7 +37,11 @@ impl Authority {
             }
             Some(user) if !check.matches || user.disabled => {
                 tracing::Span::current().record("user_id", tracing::field::display(user.id));
-                let outcome = if check.matches { "user_disabled" } else { "wrong_password" };
+                let outcome = if check.matches {
+                    "user_disabled"
+                } else {
+                    "wrong_password"
+                };
                 info!(outcome, "login failed");
                 metrics::login(outcome);
                 return Err(AuthorityError::InvalidCredentials);
@@ -49,11 +53,7 @@ impl Authority {
         if check.needs_rehash {
             // The password is known right now: the one chance to upgrade its hash.
             let new_hash = self.passwords.hash(request.password).await?;
-            if let Err(error) = self
-                .repository
-                .upgrade_password_hash(user.id, &user.password_hash, new_hash)
-                .await
-            {
+            if let Err(error) = self.repository.upgrade_password_hash(user.id, &user.password_hash, new_hash).await {
                 warn!(error = %error, "could not store the upgraded password hash; will retry at next login");
             } else {
                 info!("password hash upgraded to the configured argon2 parameters");

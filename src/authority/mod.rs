@@ -32,9 +32,8 @@ pub use verify::{InvalidReason, Verdict, VerifiedToken};
 
 use crate::{
     domain::{
-        AccessToken, Revocation, Session, SessionId, TokenId, TokenLifetimes, TokenStanding,
+        AccessToken, Revocation, Session, SessionId, Timestamp, TokenId, TokenLifetimes, TokenStanding,
         tokens::{Keyring, TokenClaims},
-        Timestamp,
     },
     repository::{Repository, Rotation},
 };
@@ -104,10 +103,7 @@ impl Authority {
             issued_at: session.refreshed_at,
             expires_at: session.expires_at,
         };
-        let access_token = self
-            .keyring
-            .sign(&claims)
-            .map_err(|error| AuthorityError::Internal(error.to_string()))?;
+        let access_token = self.keyring.sign(&claims).map_err(|error| AuthorityError::Internal(error.to_string()))?;
         Ok(IssuedSession { access_token, session })
     }
 

@@ -43,9 +43,7 @@ impl PasswordPool {
         let receiver = Arc::new(Mutex::new(receiver));
         for index in 0..threads.max(1) {
             let receiver = receiver.clone();
-            thread::Builder::new()
-                .name(format!("argon2-{index}"))
-                .spawn(move || work(&receiver))?;
+            thread::Builder::new().name(format!("argon2-{index}")).spawn(move || work(&receiver))?;
         }
         Ok(Self {
             hasher: Arc::new(hasher),
@@ -53,7 +51,11 @@ impl PasswordPool {
         })
     }
 
-    pub async fn verify(&self, password: Password, stored: Option<SecretString>) -> Result<PasswordCheck, AuthorityError> {
+    pub async fn verify(
+        &self,
+        password: Password,
+        stored: Option<SecretString>,
+    ) -> Result<PasswordCheck, AuthorityError> {
         self.run(move |hasher| {
             use secrecy::ExposeSecret;
             hasher.verify(&password, stored.as_ref().map(|hash| hash.expose_secret()))
@@ -87,9 +89,7 @@ impl PasswordPool {
             TrySendError::Full(_) => AuthorityError::Overloaded,
             TrySendError::Disconnected(_) => AuthorityError::Internal("password hashing threads stopped".into()),
         })?;
-        answer
-            .await
-            .map_err(|_| AuthorityError::Internal("password hashing failed".into()))
+        answer.await.map_err(|_| AuthorityError::Internal("password hashing failed".into()))
     }
 }
 

@@ -82,10 +82,8 @@ impl Authority {
             TokenStanding::Retired => {
                 warn!(outcome = "reuse_detected", "retired token presented again; revoking the session");
                 metrics::reuse_detected();
-                if let Some((revoked, revocation)) = self
-                    .repository
-                    .revoke_session(session.id, RevocationReason::ReuseDetected, now)
-                    .await?
+                if let Some((revoked, revocation)) =
+                    self.repository.revoke_session(session.id, RevocationReason::ReuseDetected, now).await?
                 {
                     self.committed(std::slice::from_ref(&revoked), std::slice::from_ref(&revocation));
                 }

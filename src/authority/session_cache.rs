@@ -170,7 +170,10 @@ mod tests {
         cache.fill(cache.ticket(id), state(id, 2));
         cache.fill(cache.ticket(id), state(id, 1));
         assert_eq!(cache.get(id).unwrap().version, 2);
-        cache.store_revoked(SessionState { revoked: true, ..state(id, 3) });
+        cache.store_revoked(SessionState {
+            revoked: true,
+            ..state(id, 3)
+        });
         assert_eq!(cache.get(id).unwrap().version, 3);
     }
 

@@ -23,10 +23,7 @@ impl Authority {
     /// and doing it twice is not an error.
     #[tracing::instrument(name = "logout", skip_all, fields(user_id, session_id))]
     pub async fn logout(&self, token: &AccessToken) -> Result<SessionId, AuthorityError> {
-        let claims = self
-            .keyring
-            .verify_ignoring_expiry(token)
-            .map_err(AuthorityError::InvalidToken)?;
+        let claims = self.keyring.verify_ignoring_expiry(token).map_err(AuthorityError::InvalidToken)?;
         let span = tracing::Span::current();
         span.record("user_id", tracing::field::display(claims.user_id));
         span.record("session_id", tracing::field::display(claims.session_id));
@@ -73,31 +70,19 @@ impl Authority {
         let span = tracing::Span::current();
         span.record("user_id", tracing::field::display(claims.user_id));
         span.record("session_id", tracing::field::display(session.id));
-        let user = self
-            .repository
-            .find_user(claims.user_id)
-            .await?
-            .ok_or(AuthorityError::UnknownSession)?;
+        let user = self.repository.find_user(claims.user_id).await?.ok_or(AuthorityError::UnknownSession)?;
         // A stolen token must not turn into unlimited guesses of the password.
-        self.throttle
-            .check(&user.username.key())
-            .map_err(AuthorityError::TooManyAttempts)?;
-        let check = self
-            .passwords
-            .verify(current_password, Some(user.password_hash.clone()))
-            .await?;
+        self.throttle.check(&user.username.key()).map_err(AuthorityError::TooManyAttempts)?;
+        let check = self.passwords.verify(current_password, Some(user.password_hash.clone())).await?;
         if !check.matches {
             info!(outcome = "wrong_password", "password change refused");
             return Err(AuthorityError::WrongCurrentPassword);
         }
         let new_hash = self.passwords.hash(new_password.as_password().clone()).await?;
-        let rotation = self.rotation_of(session.id, session.current_token_id, session.expires_at, None, Timestamp::now());
+        let rotation =
+            self.rotation_of(session.id, session.current_token_id, session.expires_at, None, Timestamp::now());
         let ticket = self.sessions.ticket(session.id);
-        match self
-            .repository
-            .change_password(user.id, &user.password_hash, new_hash, &rotation)
-            .await?
-        {
+        match self.repository.change_password(user.id, &user.password_hash, new_hash, &rotation).await? {
             PasswordChange::Done { session, revocations } => {
                 self.cache_live(ticket, &session);
                 self.committed(&revocations.sessions, &revocations.revocations);

@@ -2,11 +2,11 @@
 //! in-memory session cache; the database is read only on a cache miss.
 
 use super::{Authority, AuthorityError};
-use crate::metrics;
 use crate::domain::{
     AccessToken, SessionId, SessionState, Timestamp, TokenStanding,
     tokens::{TokenClaims, TokenRejection},
 };
+use crate::metrics;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {

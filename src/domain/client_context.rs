@@ -20,9 +20,10 @@ impl ClientContext {
     pub fn parse(ip_address: &str, user_agent: &str, device_id: &str) -> Result<Self, ValidationError> {
         let ip_address = match ip_address {
             "" => None,
-            text => Some(text.parse::<IpAddr>().map_err(|_| {
-                ValidationError::new("client.ip_address", "must be an IPv4 or IPv6 address")
-            })?),
+            text => Some(
+                text.parse::<IpAddr>()
+                    .map_err(|_| ValidationError::new("client.ip_address", "must be an IPv4 or IPv6 address"))?,
+            ),
         };
         Ok(Self {
             ip_address,
@@ -36,11 +37,7 @@ impl ClientContext {
     }
 }
 
-fn optional_text(
-    field: &'static str,
-    value: &str,
-    max_bytes: usize,
-) -> Result<Option<String>, ValidationError> {
+fn optional_text(field: &'static str, value: &str, max_bytes: usize) -> Result<Option<String>, ValidationError> {
     if value.is_empty() {
         return Ok(None);
     }

@@ -35,10 +35,7 @@ impl NewPassword {
         let chars = value.chars().count();
         let password = Password::parse(field, value)?;
         if chars < MIN_NEW_PASSWORD_CHARS {
-            return Err(ValidationError::new(
-                field,
-                format!("must be at least {MIN_NEW_PASSWORD_CHARS} characters"),
-            ));
+            return Err(ValidationError::new(field, format!("must be at least {MIN_NEW_PASSWORD_CHARS} characters")));
         }
         Ok(Self(password))
     }

@@ -95,10 +95,7 @@ impl PasswordHasher {
         };
         let parsed = PasswordHash::new(stored).map_err(|_| PasswordHashError::CorruptHash)?;
         // The PHC string's own algorithm and parameters decide how to verify.
-        let matches = self
-            .argon2
-            .verify_password(password.expose().as_bytes(), &parsed)
-            .is_ok();
+        let matches = self.argon2.verify_password(password.expose().as_bytes(), &parsed).is_ok();
         Ok(PasswordCheck {
             matches,
             needs_rehash: matches && self.is_outdated(&parsed),
@@ -140,7 +137,13 @@ mod tests {
         let hash = hasher.hash(&password("correct horse")).unwrap();
         assert!(hash.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{hash}");
         let check = hasher.verify(&password("correct horse"), Some(&hash)).unwrap();
-        assert_eq!(check, PasswordCheck { matches: true, needs_rehash: false });
+        assert_eq!(
+            check,
+            PasswordCheck {
+                matches: true,
+                needs_rehash: false
+            }
+        );
         assert!(!hasher.verify(&password("wrong horse"), Some(&hash)).unwrap().matches);
     }
 
@@ -158,9 +161,19 @@ mod tests {
     fn older_parameters_ask_for_a_rehash() {
         let old = PasswordHasher::new(cheap()).unwrap();
         let hash = old.hash(&password("correct horse")).unwrap();
-        let stronger = PasswordHasher::new(Argon2Settings { memory_kib: 128, ..cheap() }).unwrap();
+        let stronger = PasswordHasher::new(Argon2Settings {
+            memory_kib: 128,
+            ..cheap()
+        })
+        .unwrap();
         let check = stronger.verify(&password("correct horse"), Some(&hash)).unwrap();
-        assert_eq!(check, PasswordCheck { matches: true, needs_rehash: true });
+        assert_eq!(
+            check,
+            PasswordCheck {
+                matches: true,
+                needs_rehash: true
+            }
+        );
         let wrong = stronger.verify(&password("wrong"), Some(&hash)).unwrap();
         assert!(!wrong.needs_rehash, "no rehash without the right password");
     }
@@ -179,7 +192,10 @@ mod tests {
             hasher.verify(&password("x"), Some("not a phc string")),
             Err(PasswordHashError::CorruptHash)
         ));
-        let bad = Argon2Settings { memory_kib: 1, ..cheap() };
+        let bad = Argon2Settings {
+            memory_kib: 1,
+            ..cheap()
+        };
         assert!(matches!(PasswordHasher::new(bad), Err(PasswordHashError::InvalidSettings(_))));
     }
 }

@@ -42,15 +42,9 @@ pub struct Roles(Vec<Role>);
 impl Roles {
     pub fn parse<S: AsRef<str>>(field: &'static str, values: &[S]) -> Result<Self, ValidationError> {
         if values.len() > MAX_ROLES {
-            return Err(ValidationError::new(
-                field,
-                format!("at most {MAX_ROLES} roles (got {})", values.len()),
-            ));
+            return Err(ValidationError::new(field, format!("at most {MAX_ROLES} roles (got {})", values.len())));
         }
-        let mut roles = values
-            .iter()
-            .map(|value| Role::parse(field, value.as_ref()))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut roles = values.iter().map(|value| Role::parse(field, value.as_ref())).collect::<Result<Vec<_>, _>>()?;
         roles.sort();
         roles.dedup();
         Ok(Self(roles))
@@ -59,7 +53,6 @@ impl Roles {
     pub fn names(&self) -> Vec<String> {
         self.0.iter().map(|role| role.0.clone()).collect()
     }
-
 }
 
 #[cfg(test)]

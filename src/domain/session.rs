@@ -20,11 +20,7 @@ pub struct TokenLifetimes {
 
 impl TokenLifetimes {
     pub fn lifetime(&self, remember_me: bool) -> Duration {
-        if remember_me {
-            self.remember_me
-        } else {
-            self.standard
-        }
+        if remember_me { self.remember_me } else { self.standard }
     }
 
     pub fn needs_refresh(&self, expires_at: Timestamp, now: Timestamp) -> bool {
@@ -186,13 +182,13 @@ mod tests {
         let grace = Duration::from_secs(10);
         assert_eq!(session.standing(first, now, grace), TokenStanding::Current);
 
-        session.previous_token = Some(RetiredToken { id: first, retired_at: now });
+        session.previous_token = Some(RetiredToken {
+            id: first,
+            retired_at: now,
+        });
         session.current_token_id = TokenId::generate();
         assert_eq!(session.standing(first, now.plus(grace), grace), TokenStanding::RetiredInGrace);
-        assert_eq!(
-            session.standing(first, now.plus(grace + Duration::from_millis(1)), grace),
-            TokenStanding::Retired
-        );
+        assert_eq!(session.standing(first, now.plus(grace + Duration::from_millis(1)), grace), TokenStanding::Retired);
         assert_eq!(session.standing(TokenId::generate(), now, grace), TokenStanding::Retired);
 
         session.revoked_at = Some(now);

@@ -97,9 +97,7 @@ impl SigningKey {
     /// so it is stable across restarts and replicas and reveals nothing.
     pub fn hs256(secret: Vec<u8>) -> Result<Self, KeyError> {
         if secret.len() < MIN_HMAC_SECRET_BYTES {
-            return Err(KeyError::TooShort {
-                actual: secret.len(),
-            });
+            return Err(KeyError::TooShort { actual: secret.len() });
         }
         let digest = Sha256::digest(&secret);
         let fingerprint: String = digest[..8].iter().map(|byte| format!("{byte:02x}")).collect();
@@ -263,9 +261,7 @@ impl Keyring {
             .and_then(|kid| self.verification.get(kid))
             .filter(|key| key.algorithm.as_str() == header.alg)
             .ok_or(TokenRejection::BadSignature)?;
-        let signature = URL_SAFE_NO_PAD
-            .decode(signature)
-            .map_err(|_| TokenRejection::Malformed)?;
+        let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| TokenRejection::Malformed)?;
         hmac::verify(&key.hmac, signed.as_bytes(), &signature).map_err(|_| TokenRejection::BadSignature)?;
 
         let wire: WireClaims = from_base64_json(payload)?;
@@ -424,9 +420,15 @@ mod tests {
         assert_eq!(stranger.verify(&token), Err(TokenRejection::BadSignature));
 
         let same_key = |policy: TokenPolicy| Keyring::new(SigningKey::hs256(vec![7; 32]).unwrap(), vec![], policy);
-        let other_issuer = same_key(TokenPolicy { issuer: "other".into(), ..policy() });
+        let other_issuer = same_key(TokenPolicy {
+            issuer: "other".into(),
+            ..policy()
+        });
         assert_eq!(other_issuer.verify(&token), Err(TokenRejection::WrongIssuer));
-        let other_audience = same_key(TokenPolicy { audience: "other".into(), ..policy() });
+        let other_audience = same_key(TokenPolicy {
+            audience: "other".into(),
+            ..policy()
+        });
         assert_eq!(other_audience.verify(&token), Err(TokenRejection::WrongAudience));
     }
 
@@ -502,7 +504,7 @@ mod tests {
         claims_from_wire(wire)
     }
 
-fn rejection(kind: &ErrorKind) -> TokenRejection {
+    fn rejection(kind: &ErrorKind) -> TokenRejection {
         match kind {
             ErrorKind::InvalidSignature
             | ErrorKind::InvalidAlgorithm
@@ -602,7 +604,12 @@ fn rejection(kind: &ErrorKind) -> TokenRejection {
     }
 
     fn claims_of_token(token: &AccessToken) -> String {
-        token.expose().split('.').nth(1).map(|part| String::from_utf8_lossy(&URL_SAFE_NO_PAD.decode(part).unwrap_or_default()).into_owned()).unwrap_or_default()
+        token
+            .expose()
+            .split('.')
+            .nth(1)
+            .map(|part| String::from_utf8_lossy(&URL_SAFE_NO_PAD.decode(part).unwrap_or_default()).into_owned())
+            .unwrap_or_default()
     }
 
     #[test]

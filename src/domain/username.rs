@@ -15,16 +15,10 @@ impl Username {
     pub fn parse(field: &'static str, value: &str) -> Result<Self, ValidationError> {
         ValidationError::check_length(field, value, MAX_USERNAME_BYTES)?;
         if value.trim() != value {
-            return Err(ValidationError::new(
-                field,
-                "must not start or end with white space",
-            ));
+            return Err(ValidationError::new(field, "must not start or end with white space"));
         }
         if value.chars().any(char::is_control) {
-            return Err(ValidationError::new(
-                field,
-                "must not contain control characters",
-            ));
+            return Err(ValidationError::new(field, "must not contain control characters"));
         }
         Ok(Self(value.to_owned()))
     }

@@ -18,19 +18,12 @@ impl ValidationError {
     }
 
     /// Checks the common bounds of a text field: present and not too long.
-    pub(crate) fn check_length(
-        field: &'static str,
-        value: &str,
-        max_bytes: usize,
-    ) -> Result<(), Self> {
+    pub(crate) fn check_length(field: &'static str, value: &str, max_bytes: usize) -> Result<(), Self> {
         if value.is_empty() {
             return Err(Self::new(field, "must not be empty"));
         }
         if value.len() > max_bytes {
-            return Err(Self::new(
-                field,
-                format!("must be at most {max_bytes} bytes (got {})", value.len()),
-            ));
+            return Err(Self::new(field, format!("must be at most {max_bytes} bytes (got {})", value.len())));
         }
         Ok(())
     }

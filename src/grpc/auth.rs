@@ -62,7 +62,9 @@ impl ApiKeys {
 
     fn authorize(&self, metadata: &MetadataMap) -> Result<Access, Status> {
         if !self.admin_configured() {
-            tracing::warn!("admin call refused: no admin key is configured; set ADMIN_API_KEYS=<key>[,<key>...] to enable the admin API");
+            tracing::warn!(
+                "admin call refused: no admin key is configured; set ADMIN_API_KEYS=<key>[,<key>...] to enable the admin API"
+            );
             return Err(Status::permission_denied(
                 "the admin API is disabled: the server has no ADMIN_API_KEYS configured",
             ));
@@ -88,9 +90,7 @@ impl ApiKeys {
 
 /// Compares against every key, without stopping early.
 fn matches_any(keys: &[KeyDigest], digest: &[u8]) -> bool {
-    let found = keys
-        .iter()
-        .fold(subtle::Choice::from(0), |found, key| found | key.ct_eq(digest));
+    let found = keys.iter().fold(subtle::Choice::from(0), |found, key| found | key.ct_eq(digest));
     bool::from(found)
 }
 
@@ -102,9 +102,7 @@ fn bearer_key(metadata: &MetadataMap) -> Result<&str, Status> {
     let value = metadata
         .get("authorization")
         .ok_or_else(|| Status::unauthenticated("authorization: missing; send `authorization: Bearer <key>`"))?;
-    let text = value
-        .to_str()
-        .map_err(|_| Status::unauthenticated("authorization: not valid text"))?;
+    let text = value.to_str().map_err(|_| Status::unauthenticated("authorization: not valid text"))?;
     text.strip_prefix("Bearer ")
         .or_else(|| text.strip_prefix("bearer "))
         .map(str::trim)
@@ -137,7 +135,12 @@ mod tests {
     fn right_key_passes_wrong_or_missing_do_not() {
         let keys = ApiKeys::new(&["first-admin-key-0001".into(), "second-admin-key-002".into()], &[]);
         assert_eq!(keys.authorize(&metadata(Some("Bearer second-admin-key-002"))).unwrap(), Access::Admin);
-        for bad in [None, Some("Bearer wrong-admin-key-0001"), Some("second-admin-key-002"), Some("Bearer ")] {
+        for bad in [
+            None,
+            Some("Bearer wrong-admin-key-0001"),
+            Some("second-admin-key-002"),
+            Some("Bearer "),
+        ] {
             let error = keys.authorize(&metadata(bad)).unwrap_err();
             assert_eq!(error.code(), Code::Unauthenticated, "{bad:?}");
         }

@@ -2,18 +2,12 @@
 //! causes are logged with their chain and answered with an opaque message,
 //! so no SQL, secret or stack detail reaches a caller.
 
-
 use std::time::Duration;
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::{
-    authority::AuthorityError,
-    domain::ValidationError,
-    repository::RepositoryError,
-    revocations::FeedError,
-};
+use crate::{authority::AuthorityError, domain::ValidationError, repository::RepositoryError, revocations::FeedError};
 
 impl From<AuthorityError> for Status {
     fn from(error: AuthorityError) -> Self {

@@ -62,7 +62,10 @@ impl TokenAuthority for TokenAuthorityService {
         Ok(Response::new(issued.into()))
     }
 
-    async fn refresh(&self, request: Request<proto::RefreshRequest>) -> Result<Response<proto::RefreshResponse>, Status> {
+    async fn refresh(
+        &self,
+        request: Request<proto::RefreshRequest>,
+    ) -> Result<Response<proto::RefreshResponse>, Status> {
         let request = request.into_inner();
         let token = access_token(request.access_token)?;
         let client = request.client.map(|client| client_context(Some(client))).transpose()?;

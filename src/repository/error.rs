@@ -51,8 +51,10 @@ fn is_transient_sqlx(error: &sqlx::Error) -> bool {
             // SQLite: BUSY, LOCKED. PostgreSQL: connection exceptions (08xxx),
             // shutdown or recovery (57P01-57P03), too many connections (53300),
             // serialization and deadlock failures (40001, 40P01).
-            matches!(code.as_ref(), "5" | "6" | "517" | "262" | "53300" | "57P01" | "57P02" | "57P03" | "40001" | "40P01")
-                || code.starts_with("08")
+            matches!(
+                code.as_ref(),
+                "5" | "6" | "517" | "262" | "53300" | "57P01" | "57P02" | "57P03" | "40001" | "40P01"
+            ) || code.starts_with("08")
         }
         _ => false,
     }

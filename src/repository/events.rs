@@ -18,8 +18,8 @@
 //!   after, numbers all waiting events in one short transaction.
 
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ActiveValue::Set,
+    ColumnTrait, Condition, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::{CaseStatement, Expr, ExprTrait},
 };
 
@@ -97,11 +97,7 @@ impl Repository {
         }
         let waiting = || revocation_events::Column::Cursor.is_null();
         // A cheap look first: most calls find nothing to do, and need no lock.
-        let any = revocation_events::Entity::find()
-            .filter(waiting())
-            .limit(1)
-            .all(self.connection())
-            .await?;
+        let any = revocation_events::Entity::find().filter(waiting()).limit(1).all(self.connection()).await?;
         if any.is_empty() {
             return Ok(0);
         }
@@ -195,9 +191,7 @@ pub(super) async fn append_events(
         .map(|(revocation, cursor)| revocation_to_model(revocation, cursor))
         .collect();
     for chunk in models.chunks(INSERT_CHUNK) {
-        revocation_events::Entity::insert_many(chunk.to_vec())
-            .exec_without_returning(connection)
-            .await?;
+        revocation_events::Entity::insert_many(chunk.to_vec()).exec_without_returning(connection).await?;
     }
     Ok(())
 }
@@ -205,10 +199,7 @@ pub(super) async fn append_events(
 /// Takes `count` cursors in one statement; returns the last of them.
 async fn take_cursors(connection: &impl ConnectionTrait, count: i64) -> Result<i64, RepositoryError> {
     revocation_cursor::Entity::update_many()
-        .col_expr(
-            revocation_cursor::Column::LastCursor,
-            Expr::col(revocation_cursor::Column::LastCursor).add(count),
-        )
+        .col_expr(revocation_cursor::Column::LastCursor, Expr::col(revocation_cursor::Column::LastCursor).add(count))
         .filter(revocation_cursor::Column::Id.eq(CURSOR_ROW))
         .exec_with_returning(connection)
         .await?

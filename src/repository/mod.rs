@@ -20,8 +20,8 @@ use std::{str::FromStr, sync::Arc, time::Duration};
 
 use migrations::{Migrator, MigratorTrait};
 use sea_orm::{
-    DatabaseConnection, DatabaseTransaction, SqlxPostgresConnector,
-    SqlxSqliteConnector, TransactionOptions, TransactionTrait, sqlx,
+    DatabaseConnection, DatabaseTransaction, SqlxPostgresConnector, SqlxSqliteConnector, TransactionOptions,
+    TransactionTrait, sqlx,
 };
 use sqlx::{
     postgres::{PgConnectOptions, PgPoolOptions},
@@ -98,7 +98,9 @@ impl Repository {
                 .acquire_timeout(config.acquire_timeout)
                 .connect_with(options)
                 .await
-                .map_err(|error| RepositoryError::from(sea_orm::DbErr::Conn(sea_orm::RuntimeErr::SqlxError(error.into()))))?;
+                .map_err(|error| {
+                    RepositoryError::from(sea_orm::DbErr::Conn(sea_orm::RuntimeErr::SqlxError(error.into())))
+                })?;
             Ok(Self {
                 db: SqlxSqliteConnector::from_sqlx_sqlite_pool(pool),
                 backend: Backend::Sqlite,
@@ -121,9 +123,7 @@ impl Repository {
                 postgres_pool: Some(pool),
             })
         } else {
-            Err(RepositoryError::Config(
-                "DATABASE_URL must start with sqlite: or postgres://".into(),
-            ))
+            Err(RepositoryError::Config("DATABASE_URL must start with sqlite: or postgres://".into()))
         }
     }
 

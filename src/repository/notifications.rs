@@ -32,7 +32,9 @@ impl Repository {
             .bind(origin)
             .execute(pool)
             .await
-            .map_err(|error| RepositoryError::from(sea_orm::DbErr::Exec(sea_orm::RuntimeErr::SqlxError(Arc::new(error)))))?;
+            .map_err(|error| {
+                RepositoryError::from(sea_orm::DbErr::Exec(sea_orm::RuntimeErr::SqlxError(Arc::new(error))))
+            })?;
         Ok(())
     }
 

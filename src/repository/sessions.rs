@@ -1,8 +1,8 @@
 //! Sessions: opening, reading, rotating and revoking them.
 
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ActiveValue::Set,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
     sea_query::{CaseStatement, Expr, ExprTrait, Query},
 };
 use secrecy::{ExposeSecret, SecretString};
@@ -13,8 +13,7 @@ use super::{
     events::append_events,
 };
 use crate::domain::{
-    ClientContext, RetiredToken, Revocation, RevocationReason, Session, SessionId, Timestamp, TokenId,
-    UserId,
+    ClientContext, RetiredToken, Revocation, RevocationReason, Session, SessionId, Timestamp, TokenId, UserId,
 };
 
 /// ListSessions answers with at most this many sessions, the newest.
@@ -113,10 +112,7 @@ impl Repository {
 
     /// Rotates a session's token if its current token is still the expected
     /// one and it is not revoked; `None` (nothing written) otherwise.
-    pub async fn rotate_session(
-        &self,
-        rotation: &Rotation,
-    ) -> Result<Option<(Session, Revocation)>, RepositoryError> {
+    pub async fn rotate_session(&self, rotation: &Rotation) -> Result<Option<(Session, Revocation)>, RepositoryError> {
         let transaction = self.begin_write().await?;
         let Some(session) = rotate(&*transaction, rotation).await? else {
             return Ok(None);
@@ -164,7 +160,11 @@ impl Repository {
 
     /// Deletes up to `batch` sessions whose every token expired before
     /// `cutoff`; returns their ids (none left: an empty list).
-    pub async fn delete_expired_sessions(&self, cutoff: Timestamp, batch: u64) -> Result<Vec<SessionId>, RepositoryError> {
+    pub async fn delete_expired_sessions(
+        &self,
+        cutoff: Timestamp,
+        batch: u64,
+    ) -> Result<Vec<SessionId>, RepositoryError> {
         let transaction = self.begin_write().await?;
         let expired = Query::select()
             .column(sessions::Column::Id)
@@ -237,10 +237,8 @@ pub(super) async fn revoke_user_sessions(
         condition = condition.add(sessions::Column::Id.ne(keep.as_uuid()));
     }
     let sessions = revoke_where(&**transaction, condition, reason, now).await?;
-    let revocations: Vec<Revocation> = sessions
-        .iter()
-        .map(|session| Revocation::of_session(session, reason, now))
-        .collect();
+    let revocations: Vec<Revocation> =
+        sessions.iter().map(|session| Revocation::of_session(session, reason, now)).collect();
     append_events(&**transaction, &revocations).await?;
     Ok(Revocations { sessions, revocations })
 }
@@ -291,10 +289,7 @@ async fn rotate(connection: &impl ConnectionTrait, rotation: &Rotation) -> Resul
         .col_expr(
             sessions::Column::ExpiresAt,
             CaseStatement::new()
-                .case(
-                    Expr::col(sessions::Column::RememberMe).eq(true),
-                    rotation.remember_me_expires_at.as_millis(),
-                )
+                .case(Expr::col(sessions::Column::RememberMe).eq(true), rotation.remember_me_expires_at.as_millis())
                 .finally(rotation.expires_at.as_millis())
                 .into(),
         )
@@ -316,11 +311,7 @@ async fn rotate(connection: &impl ConnectionTrait, rotation: &Rotation) -> Resul
 }
 
 fn client_to_stored(client: &ClientContext) -> (Option<String>, Option<String>, Option<String>) {
-    (
-        client.ip_address.map(|ip| ip.to_string()),
-        client.user_agent.clone(),
-        client.device_id.clone(),
-    )
+    (client.ip_address.map(|ip| ip.to_string()), client.user_agent.clone(), client.device_id.clone())
 }
 
 fn session_to_model(session: &Session) -> sessions::ActiveModel {
@@ -346,12 +337,7 @@ fn session_to_model(session: &Session) -> sessions::ActiveModel {
 
 pub(super) fn session_from_model(model: sessions::Model) -> Result<Session, RepositoryError> {
     let corrupt = |what: &str| RepositoryError::corrupt(format!("{what} of session {}", model.id));
-    let ip_address = model
-        .ip_address
-        .as_deref()
-        .map(str::parse)
-        .transpose()
-        .map_err(|_| corrupt("ip_address"))?;
+    let ip_address = model.ip_address.as_deref().map(str::parse).transpose().map_err(|_| corrupt("ip_address"))?;
     let previous_token = match (model.previous_token_id, model.previous_token_retired_at) {
         (Some(id), Some(retired_at)) => Some(RetiredToken {
             id: TokenId::from_uuid(id),

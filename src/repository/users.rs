@@ -117,8 +117,8 @@ pub(super) fn roles_to_stored(roles: &Roles) -> String {
 fn user_from_model(model: users::Model) -> Result<UserRecord, RepositoryError> {
     let names: Vec<String> = serde_json::from_str(&model.roles)
         .map_err(|_| RepositoryError::corrupt(format!("roles of user {}", model.id)))?;
-    let roles = Roles::parse("roles", &names)
-        .map_err(|_| RepositoryError::corrupt(format!("roles of user {}", model.id)))?;
+    let roles =
+        Roles::parse("roles", &names).map_err(|_| RepositoryError::corrupt(format!("roles of user {}", model.id)))?;
     Ok(UserRecord {
         id: UserId::from_uuid(model.id),
         username: Username::from_stored(model.username),

@@ -174,7 +174,9 @@ impl RevocationFeed {
             if let Err(error) = self.publish_new_events(&mut published).await {
                 warn!(error = %error, "cannot read the revocation outbox; retrying");
             }
-            if sequenced > 0 && let Err(error) = self.repository.announce_revocations(&self.origin).await {
+            if sequenced > 0
+                && let Err(error) = self.repository.announce_revocations(&self.origin).await
+            {
                 warn!(error = %error, "cannot announce revocations to other replicas; they will poll");
             }
         }

@@ -28,9 +28,13 @@ pub struct WatchRequest {
 pub enum FeedItem {
     Revoked(RevocationEvent),
     /// Live events continue after `cursor`.
-    SnapshotEnd { cursor: u64 },
+    SnapshotEnd {
+        cursor: u64,
+    },
     /// Nothing happened for a while; `cursor` is the last one sent.
-    Heartbeat { cursor: u64 },
+    Heartbeat {
+        cursor: u64,
+    },
 }
 
 type Sender = mpsc::Sender<Result<FeedItem, FeedError>>;
@@ -48,7 +52,9 @@ enum Next {
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Start {
     /// Send the snapshot as of this cursor, then continue after it.
-    Snapshot { through: u64 },
+    Snapshot {
+        through: u64,
+    },
     After(u64),
 }
 
@@ -128,7 +134,10 @@ pub(super) async fn run(
                     heartbeat.reset();
                 }
                 Next::Event(_) | Next::CatchUp => {
-                    tracing::debug!(cursor = last_sent, "subscriber behind the broadcast; catching up from the database");
+                    tracing::debug!(
+                        cursor = last_sent,
+                        "subscriber behind the broadcast; catching up from the database"
+                    );
                     break;
                 }
                 Next::Heartbeat => send(sender, &mut shutdown, FeedItem::Heartbeat { cursor: last_sent }).await?,

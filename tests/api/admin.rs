@@ -1,7 +1,7 @@
 //! The admin service: key checks, users, and operator revocations.
 
-use tonic::Code;
 use token_authority::proto::{self, VerifyReason};
+use tonic::Code;
 
 use crate::helpers::{ADMIN_KEY, PASSWORD, TestConfig, admin_request, assert_status, reason, spawn_app, with_key};
 
@@ -65,9 +65,27 @@ async fn create_user_checks_its_input() {
     let cases = [
         (create(""), "username"),
         (create(&"u".repeat(257)), "username"),
-        (proto::CreateUserRequest { password: "short".into(), ..create("alice") }, "password"),
-        (proto::CreateUserRequest { password: "p".repeat(1025), ..create("alice") }, "password"),
-        (proto::CreateUserRequest { roles: vec!["bad role".into()], ..create("alice") }, "roles"),
+        (
+            proto::CreateUserRequest {
+                password: "short".into(),
+                ..create("alice")
+            },
+            "password",
+        ),
+        (
+            proto::CreateUserRequest {
+                password: "p".repeat(1025),
+                ..create("alice")
+            },
+            "password",
+        ),
+        (
+            proto::CreateUserRequest {
+                roles: vec!["bad role".into()],
+                ..create("alice")
+            },
+            "roles",
+        ),
     ];
     for (request, field) in cases {
         let result = app.admin.create_user(admin_request(request)).await;
@@ -136,12 +154,17 @@ async fn operators_revoke_and_list_sessions() {
     assert_status(app.admin.revoke_session(revoke("nope")).await, Code::InvalidArgument, "session_id");
     let unknown_user = app
         .admin
-        .list_user_sessions(admin_request(proto::ListUserSessionsRequest { user_id: unknown.clone() }))
+        .list_user_sessions(admin_request(proto::ListUserSessionsRequest {
+            user_id: unknown.clone(),
+        }))
         .await;
     assert_status(unknown_user, Code::NotFound, "user_id");
     let unknown_disable = app
         .admin
-        .set_user_disabled(admin_request(proto::SetUserDisabledRequest { user_id: unknown, disabled: true }))
+        .set_user_disabled(admin_request(proto::SetUserDisabledRequest {
+            user_id: unknown,
+            disabled: true,
+        }))
         .await;
     assert_status(unknown_disable, Code::NotFound, "user_id");
 }

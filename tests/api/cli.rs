@@ -7,8 +7,8 @@ use std::{
 };
 
 use tempfile::TempDir;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use token_authority::proto::{self, token_authority_client::TokenAuthorityClient};
+use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::helpers::{ADMIN_KEY, JWT_SECRET, PASSWORD};
 
@@ -24,7 +24,10 @@ impl Workspace {
     async fn new() -> Self {
         let directory = TempDir::new().unwrap();
         let database_url = crate::helpers::fresh_database_url(directory.path()).await;
-        Self { directory, database_url }
+        Self {
+            directory,
+            database_url,
+        }
     }
 }
 
@@ -106,7 +109,12 @@ impl ServerProcess {
         })
         .await
         .expect("the server starts");
-        Self { child, address, logs, seen }
+        Self {
+            child,
+            address,
+            logs,
+            seen,
+        }
     }
 
     async fn client(&self) -> TokenAuthorityClient<tonic::transport::Channel> {
@@ -215,7 +223,11 @@ async fn sigterm_stops_the_server_cleanly_and_logs_hold_no_secrets() {
     assert!(create_user(&workspace, "alice", PASSWORD).status.success());
     let server = ServerProcess::start(
         &workspace,
-        &[("RUST_LOG", "debug"), ("JWT_SECRET", JWT_SECRET), ("ADMIN_API_KEYS", ADMIN_KEY)],
+        &[
+            ("RUST_LOG", "debug"),
+            ("JWT_SECRET", JWT_SECRET),
+            ("ADMIN_API_KEYS", ADMIN_KEY),
+        ],
     )
     .await;
     let mut client = server.client().await;

@@ -14,9 +14,15 @@ async fn health_is_serving_for_the_server_and_the_service() {
     let channel = Channel::from_shared(app.channel_uri()).unwrap().connect().await.unwrap();
     let mut health = HealthClient::new(channel);
 
-    for service in ["", "tokenauthority.v1.TokenAuthority", "tokenauthority.v1.TokenAuthorityAdmin"] {
+    for service in [
+        "",
+        "tokenauthority.v1.TokenAuthority",
+        "tokenauthority.v1.TokenAuthorityAdmin",
+    ] {
         let response = health
-            .check(HealthCheckRequest { service: service.into() })
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
             .await
             .unwrap()
             .into_inner();
@@ -29,11 +35,7 @@ async fn health_turns_not_serving_when_shutdown_begins() {
     let mut app = spawn_app().await;
     let channel = Channel::from_shared(app.channel_uri()).unwrap().connect().await.unwrap();
     let mut health = HealthClient::new(channel);
-    let mut watch = health
-        .watch(HealthCheckRequest { service: String::new() })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut watch = health.watch(HealthCheckRequest { service: String::new() }).await.unwrap().into_inner();
     assert_eq!(watch.next().await.unwrap().unwrap().status(), ServingStatus::Serving);
 
     let stopping = tokio::spawn(async move { app.stop().await });
@@ -62,11 +64,7 @@ async fn reflection_lists_every_service_in_v1_and_v1alpha() {
         host: String::new(),
         message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(String::new())),
     };
-    let mut responses = client
-        .server_reflection_info(tokio_stream::once(request))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut responses = client.server_reflection_info(tokio_stream::once(request)).await.unwrap().into_inner();
     let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(listed)) =
         responses.next().await.unwrap().unwrap().message_response
     else {
@@ -82,11 +80,7 @@ async fn reflection_lists_every_service_in_v1_and_v1alpha() {
             "tokenauthority.v1.TokenAuthority".into(),
         )),
     };
-    let mut responses = client
-        .server_reflection_info(tokio_stream::once(request))
-        .await
-        .unwrap()
-        .into_inner();
+    let mut responses = client.server_reflection_info(tokio_stream::once(request)).await.unwrap().into_inner();
     let response = responses.next().await.unwrap().unwrap().message_response;
     assert!(
         matches!(response, Some(v1alpha::server_reflection_response::MessageResponse::FileDescriptorResponse(_))),

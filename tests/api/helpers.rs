@@ -4,8 +4,6 @@ use std::{net::SocketAddr, time::Duration};
 
 use clap::Parser;
 use tempfile::TempDir;
-use tokio::{sync::oneshot, task::JoinHandle};
-use tonic::{Code, Request, Status, Streaming, transport::Channel};
 use token_authority::{
     proto::{
         self, token_authority_admin_client::TokenAuthorityAdminClient, token_authority_client::TokenAuthorityClient,
@@ -14,6 +12,8 @@ use token_authority::{
     settings::{Cli, Command, ServeSettings},
     startup::Application,
 };
+use tokio::{sync::oneshot, task::JoinHandle};
+use tonic::{Code, Request, Status, Streaming, transport::Channel};
 
 pub const ADMIN_KEY: &str = "test-admin-key-0123456789";
 pub const SERVICE_KEY: &str = "test-service-key-0123456789";
@@ -171,9 +171,7 @@ fn settings(args: &[String], database_url: &str) -> ServeSettings {
 
 impl TestApp {
     async fn start(args: Vec<String>, database_url: String, directory: std::sync::Arc<TempDir>) -> Self {
-        let application = Application::build(settings(&args, &database_url))
-            .await
-            .expect("the application builds");
+        let application = Application::build(settings(&args, &database_url)).await.expect("the application builds");
         let address = application.local_addr();
         let metrics_address = application.metrics_addr();
         let (shutdown, stopped) = oneshot::channel::<()>();
@@ -218,7 +216,6 @@ impl TestApp {
     pub fn channel_uri(&self) -> String {
         format!("http://{}", self.address)
     }
-
 
     /// Creates a user through the admin API; returns its id.
     pub async fn create_user(&mut self, username: &str, password: &str, roles: &[&str]) -> String {
@@ -302,7 +299,11 @@ impl TestApp {
 
 impl TestApp {
     /// Opens a revocation stream with the service key.
-    pub async fn watch(&mut self, after_cursor: u64, include_snapshot: bool) -> Result<Streaming<proto::RevocationEvent>, Status> {
+    pub async fn watch(
+        &mut self,
+        after_cursor: u64,
+        include_snapshot: bool,
+    ) -> Result<Streaming<proto::RevocationEvent>, Status> {
         let request = with_key(
             proto::WatchRevocationsRequest {
                 after_cursor,
@@ -327,15 +328,14 @@ impl TestApp {
 
 /// The next `count` revocations (heartbeats skipped), failing the test if
 /// they do not come within a generous bound (a hang detector, not a timer).
-pub async fn next_revocations(stream: &mut Streaming<proto::RevocationEvent>, count: usize) -> Vec<proto::RevocationEvent> {
+pub async fn next_revocations(
+    stream: &mut Streaming<proto::RevocationEvent>,
+    count: usize,
+) -> Vec<proto::RevocationEvent> {
     let mut events = Vec::with_capacity(count);
     tokio::time::timeout(Duration::from_secs(60), async {
         while events.len() < count {
-            let event = stream
-                .message()
-                .await
-                .expect("the stream stays healthy")
-                .expect("the stream stays open");
+            let event = stream.message().await.expect("the stream stays healthy").expect("the stream stays open");
             if event.kind() != proto::RevocationEventKind::Heartbeat {
                 events.push(event);
             }
@@ -356,7 +356,10 @@ impl Drop for TestApp {
 
 /// A Login of `username` with the standard password on its own client, to
 /// run alongside others.
-pub async fn login_on(mut client: TokenAuthorityClient<Channel>, username: &str) -> Result<proto::LoginResponse, Status> {
+pub async fn login_on(
+    mut client: TokenAuthorityClient<Channel>,
+    username: &str,
+) -> Result<proto::LoginResponse, Status> {
     let request = proto::LoginRequest {
         username: username.into(),
         password: PASSWORD.into(),
@@ -381,9 +384,7 @@ pub fn admin_request<T>(message: T) -> Request<T> {
 
 pub fn with_key<T>(message: T, key: &str) -> Request<T> {
     let mut request = Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {key}").parse().expect("ascii"));
+    request.metadata_mut().insert("authorization", format!("Bearer {key}").parse().expect("ascii"));
     request
 }
 
@@ -396,11 +397,7 @@ pub fn reason(response: &proto::VerifyResponse) -> proto::VerifyReason {
 pub fn assert_status(result: Result<impl std::fmt::Debug, Status>, code: Code, mentions: &str) -> Status {
     let status = result.expect_err("the call fails");
     assert_eq!(status.code(), code, "{status:?}");
-    assert!(
-        status.message().contains(mentions),
-        "message {:?} does not mention {mentions:?}",
-        status.message()
-    );
+    assert!(status.message().contains(mentions), "message {:?} does not mention {mentions:?}", status.message());
     status
 }
 

@@ -1,10 +1,10 @@
 //! Login: sessions, lifetimes, and refusals that reveal nothing.
 
-use tonic::Code;
 use token_authority::{
     proto::{self, VerifyReason},
     repository::{DatabaseConfig, Repository},
 };
+use tonic::Code;
 
 use crate::helpers::{PASSWORD, TestConfig, assert_status, claims_of, header_of, reason, seconds, spawn_app};
 
@@ -165,10 +165,7 @@ async fn a_login_with_outdated_argon2_parameters_upgrades_the_hash() {
     let mut app = spawn_app().await;
     app.create_user("alice", PASSWORD, &[]).await;
     app.stop().await;
-    let mut app = TestConfig::default()
-        .with("--argon2-memory-kib", "128")
-        .spawn_sharing_database(&app)
-        .await;
+    let mut app = TestConfig::default().with("--argon2-memory-kib", "128").spawn_sharing_database(&app).await;
 
     app.login("alice", PASSWORD).await.unwrap();
 

@@ -1,7 +1,7 @@
 //! Logout, logout of all sessions, and listing sessions.
 
-use tonic::Code;
 use token_authority::proto::{self, VerifyReason};
+use tonic::Code;
 
 use crate::helpers::{PASSWORD, TestConfig, assert_status, reason, spawn_app};
 

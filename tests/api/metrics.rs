@@ -2,8 +2,8 @@
 
 use std::collections::HashMap;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::helpers::{PASSWORD, TestApp, TestConfig, sleep, spawn_app};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Scrapes `/metrics` and returns every sample line as name{labels} -> value.
 async fn scrape(app: &TestApp) -> HashMap<String, f64> {
@@ -74,7 +74,8 @@ async fn counters_gauges_and_latencies_are_scraped() {
     assert!(after.contains_key("token_authority_live_sessions"));
     assert!(after.contains_key("token_authority_session_cache_entries"));
     assert!(
-        after.keys().any(|sample| sample.starts_with(r#"token_authority_rpc_duration_seconds_bucket{method="TokenAuthority/Refresh",le="0.001"}"#)),
+        after.keys().any(|sample| sample
+            .starts_with(r#"token_authority_rpc_duration_seconds_bucket{method="TokenAuthority/Refresh",le="0.001"}"#)),
         "latency histograms have buckets"
     );
 }

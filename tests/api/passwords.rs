@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use tonic::Code;
 use token_authority::proto::{self, VerifyReason};
+use tonic::Code;
 
 use crate::helpers::{PASSWORD, TestApp, TestConfig, assert_status, reason, sleep, spawn_app};
 

@@ -25,9 +25,23 @@ impl PrivatePostgres {
             assert!(owned.success(), "chown the PostgreSQL directory to {user}");
         }
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let server = Self { directory, port, run_as };
+        let server = Self {
+            directory,
+            port,
+            run_as,
+        };
         let data = server.data();
-        server.run(&["initdb", "-D", &data, "-U", "token_authority", "--auth=trust", "-E", "UTF8", "--no-locale"]);
+        server.run(&[
+            "initdb",
+            "-D",
+            &data,
+            "-U",
+            "token_authority",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-locale",
+        ]);
         server.start_again();
         server
     }
@@ -49,7 +63,19 @@ impl PrivatePostgres {
             self.directory.path().display()
         );
         let log = format!("{}/server.log", self.directory.path().display());
-        self.run(&["pg_ctl", "-D", &self.data(), "-l", &log, "-w", "-t", "60", "-o", &options, "start"]);
+        self.run(&[
+            "pg_ctl",
+            "-D",
+            &self.data(),
+            "-l",
+            &log,
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            &options,
+            "start",
+        ]);
     }
 
     fn data(&self) -> String {
@@ -74,11 +100,7 @@ impl PrivatePostgres {
 
     fn run(&self, command: &[&str]) {
         let output = self.process(command).output().expect("PostgreSQL's tools are on PATH");
-        assert!(
-            output.status.success(),
-            "{command:?} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        assert!(output.status.success(), "{command:?} failed: {}", String::from_utf8_lossy(&output.stderr));
     }
 }
 

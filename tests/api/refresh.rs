@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use futures::future::join_all;
-use tonic::Code;
 use token_authority::proto::{self, VerifyReason};
+use tonic::Code;
 
 use crate::helpers::{TestConfig, assert_status, claims_of, reason, refresh_on, seconds, sleep, spawn_app};
 
@@ -87,10 +87,8 @@ async fn concurrent_refreshes_of_one_token_leave_exactly_one_successor() {
     let attempts = (0..16).map(|_| refresh_on(app.client.clone(), login.access_token.clone()));
     let results = join_all(attempts).await;
 
-    let tokens: std::collections::HashSet<String> = results
-        .into_iter()
-        .map(|result| result.expect("every concurrent refresh succeeds"))
-        .collect();
+    let tokens: std::collections::HashSet<String> =
+        results.into_iter().map(|result| result.expect("every concurrent refresh succeeds")).collect();
     assert_eq!(tokens.len(), 1, "one successor, handed to every caller");
     let successor = tokens.into_iter().next().unwrap();
     assert_eq!(reason(&app.verify(&successor).await), VerifyReason::Ok);

@@ -8,17 +8,17 @@
 use std::{collections::BTreeSet, time::Duration};
 
 use futures::future::join_all;
-use tonic::{Code, transport::Channel};
-use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 use token_authority::{
     domain::SessionId,
     proto::{self, VerifyReason},
 };
+use tonic::{Code, transport::Channel};
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
 use crate::{
     helpers::{
-        PASSWORD, SERVICE_KEY, TestApp, TestConfig, create_postgres_database, login_on, next_revocations, postgres_server,
-        reason, refresh_on, sleep, with_key,
+        PASSWORD, SERVICE_KEY, TestApp, TestConfig, create_postgres_database, login_on, next_revocations,
+        postgres_server, reason, refresh_on, sleep, with_key,
     },
     postgres::PrivatePostgres,
 };
@@ -95,9 +95,7 @@ async fn concurrent_revocations_on_several_replicas_reach_every_subscriber_exact
     apps[0].create_user("alice", PASSWORD, &[]).await;
     let mut sessions = Vec::new();
     for round in 0..20 {
-        let logins = apps
-            .iter()
-            .flat_map(|app| (0..5).map(|_| login_on(app.client.clone(), "alice")));
+        let logins = apps.iter().flat_map(|app| (0..5).map(|_| login_on(app.client.clone(), "alice")));
         sessions.extend(join_all(logins).await.into_iter().map(|login| login.expect("login")));
         assert_eq!(sessions.len(), (round + 1) * 15);
     }
@@ -190,10 +188,7 @@ async fn logout_all_racing_refreshes_leaves_no_live_token() {
 
 async fn health(app: &TestApp) -> Option<ServingStatus> {
     let channel = Channel::from_shared(app.channel_uri()).unwrap().connect().await.ok()?;
-    let response = HealthClient::new(channel)
-        .check(HealthCheckRequest { service: String::new() })
-        .await
-        .ok()?;
+    let response = HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await.ok()?;
     Some(response.into_inner().status())
 }
 

@@ -4,12 +4,12 @@
 use std::{collections::BTreeSet, time::Duration};
 
 use futures::future::join_all;
-use tonic::Code;
 use token_authority::{
     authority::cleanup,
     domain::{SessionId, Timestamp},
     proto::{self, RevocationEventKind as Kind, RevocationReason as Reason},
 };
+use tonic::Code;
 
 use crate::helpers::{
     ADMIN_KEY, PASSWORD, TestApp, TestConfig, admin_request, assert_status, claims_of, login_on, next_revocations,
@@ -44,12 +44,7 @@ async fn logout_all_of(app: &TestApp, sessions: &[proto::LoginResponse]) {
         join_all(chunk.iter().map(|login| {
             let mut client = app.client.clone();
             let token = login.access_token.clone();
-            async move {
-                client
-                    .logout(proto::LogoutRequest { access_token: token })
-                    .await
-                    .expect("logout")
-            }
+            async move { client.logout(proto::LogoutRequest { access_token: token }).await.expect("logout") }
         }))
         .await;
     }
@@ -134,8 +129,14 @@ async fn every_kind_of_revocation_reaches_a_subscriber() {
         }
     }
     assert_eq!(events[0].token_id, claims_of(&alice.access_token)["jti"].as_str().unwrap());
-    assert_eq!(events[0].expires_at.as_ref().unwrap().seconds, claims_of(&alice.access_token)["exp"].as_i64().unwrap());
-    assert_eq!(events[1].expires_at.as_ref().unwrap().seconds, claims_of(&rotated.access_token)["exp"].as_i64().unwrap());
+    assert_eq!(
+        events[0].expires_at.as_ref().unwrap().seconds,
+        claims_of(&alice.access_token)["exp"].as_i64().unwrap()
+    );
+    assert_eq!(
+        events[1].expires_at.as_ref().unwrap().seconds,
+        claims_of(&rotated.access_token)["exp"].as_i64().unwrap()
+    );
     assert_eq!(events[2].user_id, bob.user_id);
 }
 
@@ -228,7 +229,11 @@ async fn snapshot_then_live_events_equal_the_truth() {
     ]
     .into();
     assert_eq!(entries, truth);
-    assert!(!entries.iter().any(|(session, _)| *session == session_id(&untouched) || *session == session_id(&short_lived)));
+    assert!(
+        !entries
+            .iter()
+            .any(|(session, _)| *session == session_id(&untouched) || *session == session_id(&short_lived))
+    );
     assert_eq!(end.cursor, 3, "the snapshot ends at the latest cursor: logout, logout, rotation");
     assert_contiguous(&live, end.cursor);
 }

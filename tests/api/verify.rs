@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use serde_json::json;
-use tonic::Code;
 use token_authority::proto::{self, VerifyReason};
+use tonic::Code;
 
 use crate::helpers::{TestConfig, assert_status, claims_of, forge_token, header_of, reason, seconds, sleep, spawn_app};
 
@@ -77,10 +77,8 @@ async fn every_kind_of_bad_token_gets_its_reason() {
     tampered[inside] = if tampered[inside] == 'A' { 'B' } else { 'A' };
     let tampered: String = tampered.into_iter().collect();
     let other_key = {
-        let mut other = TestConfig::default()
-            .with("--jwt-secret", "another-secret-that-is-32-bytes-or-more")
-            .spawn()
-            .await;
+        let mut other =
+            TestConfig::default().with("--jwt-secret", "another-secret-that-is-32-bytes-or-more").spawn().await;
         other.user_with_session("alice").await.access_token
     };
     let cases = [
@@ -153,7 +151,12 @@ async fn a_token_from_another_database_is_an_unknown_session() {
 #[tokio::test]
 async fn verify_refuses_only_unusable_input() {
     let mut app = spawn_app().await;
-    let empty = app.client.verify(proto::VerifyRequest { access_token: String::new() }).await;
+    let empty = app
+        .client
+        .verify(proto::VerifyRequest {
+            access_token: String::new(),
+        })
+        .await;
     assert_status(empty, Code::InvalidArgument, "access_token");
     let huge = app
         .client
