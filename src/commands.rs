@@ -1,23 +1,30 @@
-//! What each command of the binary does: `serve`, `migrate`, `user create`.
+//! What each command of the binary does: `serve`, `migrate`, `cleanup`,
+//! `user create`.
 
-use std::io::{BufRead, IsTerminal};
+use std::{
+    io::{BufRead, IsTerminal},
+    num::NonZeroUsize,
+};
 
 use anyhow::Context;
 use tracing::info;
 
 use crate::{
     authority::{self, PasswordPool},
-    domain::Timestamp,
-    domain::{NewPassword, Roles, Username, passwords::PasswordHasher},
+    clock::{Clock, SystemClock},
+    config::{
+        self, Command, Config, UserCommand,
+        args::{CleanupArgs, CreateUserArgs, DatabaseArgs},
+    },
+    domain::{NewPassword, Roles, Username, password_hash::Argon2Hasher},
     repository::Repository,
-    settings::{CleanupArgs, Command, CreateUserArgs, DatabaseSettings, ServeSettings, UserCommand},
     startup::Application,
 };
 
 pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Serve(settings) => serve(*settings).await,
-        Command::Migrate(database) => migrate(&database).await,
+        Command::Serve(args) => serve(Config::from_args(*args)?).await,
+        Command::Migrate(database) => migrate(database).await,
         Command::Cleanup(args) => cleanup(args).await,
         Command::User {
             command: UserCommand::Create(args),
@@ -25,19 +32,20 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-async fn serve(settings: ServeSettings) -> anyhow::Result<()> {
-    let application = Application::build(settings).await?;
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let application = Application::build(config, SystemClock::shared()).await?;
     application.run_until_stopped(shutdown_signal()).await
 }
 
-async fn connect(database: &DatabaseSettings) -> anyhow::Result<Repository> {
-    let repository =
-        Repository::connect(&database.config()?).await.context("DATABASE_URL: cannot open the database")?;
+async fn connect(database: DatabaseArgs) -> anyhow::Result<Repository> {
+    let repository = Repository::connect(&config::database_config(database)?)
+        .await
+        .context("DATABASE_URL: cannot open the database")?;
     repository.migrate().await.context("cannot apply the database migrations")?;
     Ok(repository)
 }
 
-async fn migrate(database: &DatabaseSettings) -> anyhow::Result<()> {
+async fn migrate(database: DatabaseArgs) -> anyhow::Result<()> {
     let repository = connect(database).await?;
     repository.close().await;
     info!("database schema is up to date");
@@ -45,9 +53,10 @@ async fn migrate(database: &DatabaseSettings) -> anyhow::Result<()> {
 }
 
 async fn cleanup(args: CleanupArgs) -> anyhow::Result<()> {
-    let policy = args.retention.policy(&args.tokens)?;
-    let repository = connect(&args.database).await?;
-    let report = authority::cleanup(&repository, None, &policy, Timestamp::now()).await?;
+    let tokens = config::TokenConfig::from_args(args.tokens)?;
+    let policy = config::CleanupConfig::from_args(&args.retention, &tokens).policy;
+    let repository = connect(args.database).await?;
+    let report = authority::cleanup(&repository, None, &policy, SystemClock.now()).await?;
     repository.close().await;
     println!(
         "deleted {} expired sessions and {} old revocation events",
@@ -60,9 +69,10 @@ async fn create_user(args: CreateUserArgs) -> anyhow::Result<()> {
     let username = Username::parse("--username", &args.username)?;
     let roles = Roles::parse("--role", &args.roles)?;
     let password = NewPassword::parse("password (standard input)", read_password()?)?;
-    let repository = connect(&args.database).await?;
-    let passwords = PasswordPool::start(PasswordHasher::new(args.argon2.settings()?)?, 1, 1)?;
-    let user_id = authority::create_user(&repository, &passwords, username, password, roles).await?;
+    let hasher = Argon2Hasher::new(config::argon2_settings(&args.argon2)?)?;
+    let repository = connect(args.database).await?;
+    let passwords = PasswordPool::start(hasher, NonZeroUsize::MIN, NonZeroUsize::MIN)?;
+    let user_id = authority::create_user(&repository, &SystemClock, &passwords, username, password, roles).await?;
     repository.close().await;
     println!("{user_id}");
     Ok(())

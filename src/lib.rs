@@ -2,14 +2,16 @@
 //! for backend services, over gRPC. See README.md for the code map.
 
 pub mod authority;
+pub mod clock;
 pub mod commands;
+pub mod config;
 pub mod domain;
 pub mod grpc;
 pub mod metrics;
 pub mod repository;
 pub mod revocations;
-pub mod settings;
 pub mod startup;
+pub mod supervisor;
 pub mod telemetry;
 
 pub use grpc::proto;

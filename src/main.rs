@@ -9,7 +9,7 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use clap::Parser;
-use token_authority::{commands, settings::Cli, telemetry};
+use token_authority::{commands, config::Cli, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -22,7 +22,10 @@ use std::{
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 
-use crate::domain::RevocationReason;
+use crate::{
+    authority::{InvalidReason, Verdict},
+    domain::{RevocationReason, tokens::TokenRejection},
+};
 
 const RPC_DURATION: &str = "token_authority_rpc_duration_seconds";
 /// From 50µs (a Verify) to 5s (a Login under a queue of argon2 work).
@@ -43,17 +46,18 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
     Ok(HANDLE.get_or_init(|| handle).clone())
 }
 
-/// Serves `GET /metrics` on `listener` (until the task is aborted).
+/// Serves `GET /metrics` on `listener`, and keeps the histograms' windows
+/// moving, until the task is stopped.
 pub async fn serve(listener: TcpListener, handle: PrometheusHandle) {
     let upkeep = {
         let handle = handle.clone();
-        tokio::spawn(async move {
+        async move {
             let mut ticker = tokio::time::interval(Duration::from_secs(5));
             loop {
                 ticker.tick().await;
                 handle.run_upkeep();
             }
-        })
+        }
     };
     let router = axum::Router::new().route(
         "/metrics",
@@ -62,10 +66,13 @@ pub async fn serve(listener: TcpListener, handle: PrometheusHandle) {
             async move { handle.render() }
         }),
     );
-    let served = axum::serve(listener, router).await;
-    upkeep.abort();
-    if let Err(error) = served {
-        tracing::warn!(error = %error, "the metrics listener stopped");
+    tokio::select! {
+        served = axum::serve(listener, router) => {
+            if let Err(error) = served {
+                tracing::warn!(error = %error, "the metrics listener stopped");
+            }
+        }
+        () = upkeep => {}
     }
 }
 
@@ -76,16 +83,96 @@ pub async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
         .map_err(|error| anyhow::anyhow!("METRICS_ADDR: cannot listen on {address}: {error}"))
 }
 
-pub fn login(outcome: &'static str) {
-    metrics::counter!("token_authority_logins_total", "outcome" => outcome).increment(1);
+/// How a Login ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginOutcome {
+    Ok,
+    WrongPassword,
+    UnknownUser,
+    UserDisabled,
+    Throttled,
 }
 
-pub fn refresh(outcome: &'static str) {
-    metrics::counter!("token_authority_refreshes_total", "outcome" => outcome).increment(1);
+impl LoginOutcome {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::WrongPassword => "wrong_password",
+            Self::UnknownUser => "unknown_user",
+            Self::UserDisabled => "user_disabled",
+            Self::Throttled => "throttled",
+        }
+    }
 }
 
-pub fn verification(reason: &'static str) {
-    metrics::counter!("token_authority_verifications_total", "reason" => reason).increment(1);
+/// How a Refresh ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshOutcome {
+    Rotated,
+    /// A retired token within the grace period: the current token again.
+    Retry,
+    ReuseDetected,
+    Revoked,
+    UnknownSession,
+    InvalidToken,
+    Conflict,
+    Error,
+}
+
+impl RefreshOutcome {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Rotated => "rotated",
+            Self::Retry => "retry",
+            Self::ReuseDetected => "reuse_detected",
+            Self::Revoked => "revoked",
+            Self::UnknownSession => "unknown_session",
+            Self::InvalidToken => "invalid_token",
+            Self::Conflict => "conflict",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// Logs show outcomes with the same words as the metrics.
+macro_rules! display_as_label {
+    ($($outcome:ty),*) => {$(
+        impl std::fmt::Display for $outcome {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.label())
+            }
+        }
+    )*};
+}
+display_as_label!(LoginOutcome, RefreshOutcome);
+
+fn verification_label(verdict: &Verdict) -> &'static str {
+    match verdict {
+        Verdict::Valid(_) => "ok",
+        Verdict::Invalid(InvalidReason::Token(rejection)) => match rejection {
+            TokenRejection::Malformed => "malformed",
+            TokenRejection::BadSignature => "bad_signature",
+            TokenRejection::Expired => "expired",
+            TokenRejection::NotYetValid => "not_yet_valid",
+            TokenRejection::WrongIssuer => "wrong_issuer",
+            TokenRejection::WrongAudience => "wrong_audience",
+        },
+        Verdict::Invalid(InvalidReason::Revoked) => "revoked",
+        Verdict::Invalid(InvalidReason::Rotated) => "rotated",
+        Verdict::Invalid(InvalidReason::UnknownSession) => "unknown_session",
+    }
+}
+
+pub fn login(outcome: LoginOutcome) {
+    metrics::counter!("token_authority_logins_total", "outcome" => outcome.label()).increment(1);
+}
+
+pub fn refresh(outcome: RefreshOutcome) {
+    metrics::counter!("token_authority_refreshes_total", "outcome" => outcome.label()).increment(1);
+}
+
+pub fn verification(verdict: &Verdict) {
+    metrics::counter!("token_authority_verifications_total", "reason" => verification_label(verdict)).increment(1);
 }
 
 pub fn revocations(reason: RevocationReason, count: u64) {

@@ -1,7 +1,8 @@
-//! The application: built from settings, it connects to the database, runs
-//! migrations, loads the signing keys, binds its listener (port 0 in tests)
-//! and serves until a shutdown future resolves. `main` and the tests take the
-//! same path.
+//! The application: built from a [`Config`] and a clock, it connects to the
+//! database, runs migrations, loads the signing keys and binds its listeners
+//! (port 0 in tests), and starts nothing. `run_until_stopped` then starts the
+//! background tasks under one [`Supervisor`] and serves until a shutdown
+//! future resolves. `main` and the tests take the same path.
 
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
@@ -17,10 +18,11 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 use tracing::{info, warn};
 
 use crate::{
-    authority::{Authority, CleanupPolicy, LoginThrottle, PasswordPool, SessionCache, cleanup_periodically},
+    authority::{Authority, AuthorityParts, LoginThrottle, PasswordPool, SessionCache, cleanup_periodically},
+    clock::SharedClock,
+    config::{CleanupConfig, Config, TokenConfig},
     domain::{
-        Timestamp,
-        passwords::PasswordHasher,
+        password_hash::Argon2Hasher,
         tokens::{Keyring, SigningKey},
     },
     grpc::{
@@ -31,8 +33,8 @@ use crate::{
     },
     metrics,
     repository::Repository,
-    revocations::{FeedSettings, RevocationFeed},
-    settings::{ServeSettings, TokenSettings},
+    revocations::RevocationFeed,
+    supervisor::Supervisor,
 };
 
 /// The services whose health is reported, besides the whole server ("").
@@ -42,6 +44,9 @@ const HEALTH_SERVICES: [&str; 3] = [
     <TokenAuthorityAdminServer<AdminService> as NamedService>::NAME,
 ];
 
+/// How often the gauges that need a database count are refreshed.
+const GAUGE_INTERVAL: Duration = Duration::from_secs(15);
+
 /// The Prometheus scrape endpoint, when METRICS_ADDR is set.
 struct MetricsEndpoint {
     listener: TcpListener,
@@ -49,66 +54,58 @@ struct MetricsEndpoint {
     handle: metrics_exporter_prometheus::PrometheusHandle,
 }
 
-/// How often the gauges that need a database count are refreshed.
-const GAUGE_INTERVAL: Duration = Duration::from_secs(15);
-
 pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
+    metrics: Option<MetricsEndpoint>,
     repository: Repository,
     authority: Arc<Authority>,
     sessions: Arc<SessionCache>,
     throttle: Arc<LoginThrottle>,
     revocations: Arc<RevocationFeed>,
     api_keys: ApiKeys,
-    metrics: Option<MetricsEndpoint>,
-    cleanup_policy: CleanupPolicy,
-    cleanup_interval: Duration,
+    clock: SharedClock,
+    cleanup: CleanupConfig,
     health_check_interval: Duration,
     shutdown_timeout: Duration,
 }
 
 impl Application {
-    pub async fn build(settings: ServeSettings) -> anyhow::Result<Self> {
-        settings.validate()?;
-        let repository = Repository::connect(&settings.database.config()?)
-            .await
-            .context("DATABASE_URL: cannot open the database")?;
+    /// Builds everything and binds the listeners; starts no task, so a
+    /// failure here leaves nothing running.
+    pub async fn build(config: Config, clock: SharedClock) -> anyhow::Result<Self> {
+        let repository =
+            Repository::connect(&config.database).await.context("DATABASE_URL: cannot open the database")?;
         repository.migrate().await.context("cannot apply the database migrations")?;
-        let keyring = load_keyring(&repository, &settings.tokens).await?;
-        let hasher = PasswordHasher::new(settings.argon2.settings()?)?;
-        let passwords =
-            PasswordPool::start(hasher, settings.password_hashing_threads(), settings.password_hashing_queue)
-                .context("cannot start the password hashing threads")?;
-        let sessions = Arc::new(SessionCache::new(settings.session_cache_capacity));
-        let revocations = RevocationFeed::start(
-            repository.clone(),
-            sessions.clone(),
-            FeedSettings {
-                heartbeat: *settings.revocation_heartbeat,
-                poll_interval: *settings.revocation_poll_interval,
-                buffer: settings.revocation_buffer,
-            },
+        let keyring = load_keyring(&repository, &config.tokens, &clock).await?;
+        let passwords = PasswordPool::start(
+            Argon2Hasher::new(config.argon2).context("ARGON2_MEMORY_KIB")?,
+            config.password_hashing.threads,
+            config.password_hashing.queue,
         )
-        .await
-        .context("cannot read the revocation outbox")?;
-        let throttle = Arc::new(LoginThrottle::new(settings.login_attempts_per_minute));
-        let authority = Authority::new(
-            repository.clone(),
-            Arc::new(keyring),
-            settings.tokens.lifetimes()?,
+        .context("cannot start the password hashing threads")?;
+        let sessions = Arc::new(SessionCache::new(config.session_cache_capacity.get()));
+        let latest_cursor = repository.cursor_bounds().await.context("cannot read the revocation outbox")?.latest;
+        let revocations =
+            RevocationFeed::new(repository.clone(), sessions.clone(), clock.clone(), config.revocations, latest_cursor);
+        let throttle = Arc::new(LoginThrottle::new(config.login_attempts_per_minute));
+        let authority = Authority::new(AuthorityParts {
+            repository: repository.clone(),
+            keyring: Arc::new(keyring),
+            lifetimes: config.tokens.lifetimes,
             passwords,
-            sessions.clone(),
-        )
-        .with_login_throttle(throttle.clone())
-        .with_listener(revocations.clone());
-        let api_keys = ApiKeys::new(&settings.admin_api_keys, &settings.service_api_keys);
+            sessions: sessions.clone(),
+            throttle: throttle.clone(),
+            listener: revocations.clone(),
+            clock: clock.clone(),
+        });
+        let api_keys = ApiKeys::new(&config.api_keys.admin, &config.api_keys.service);
         if !api_keys.admin_configured() {
             warn!(
                 "ADMIN_API_KEYS is not set: every admin call will be refused (PERMISSION_DENIED); set ADMIN_API_KEYS=<key>[,<key>...] to enable the admin API"
             );
         }
-        let metrics = match settings.metrics_addr {
+        let metrics = match config.metrics_addr {
             Some(address) => {
                 let handle = metrics::install()?;
                 let listener = metrics::bind(address).await?;
@@ -121,24 +118,24 @@ impl Application {
             }
             None => None,
         };
-        let listener = TcpListener::bind(settings.listen_addr)
+        let listener = TcpListener::bind(config.listen_addr)
             .await
-            .with_context(|| format!("LISTEN_ADDR: cannot listen on {}", settings.listen_addr))?;
+            .with_context(|| format!("LISTEN_ADDR: cannot listen on {}", config.listen_addr))?;
         let local_addr = listener.local_addr()?;
         Ok(Self {
             listener,
             local_addr,
+            metrics,
             repository,
             authority: Arc::new(authority),
             sessions,
             throttle,
             revocations,
             api_keys,
-            metrics,
-            cleanup_policy: settings.retention.policy(&settings.tokens)?,
-            cleanup_interval: *settings.retention.cleanup_interval,
-            health_check_interval: *settings.health_check_interval,
-            shutdown_timeout: *settings.shutdown_timeout,
+            clock,
+            cleanup: config.cleanup,
+            health_check_interval: config.health_check_interval,
+            shutdown_timeout: config.shutdown_timeout,
         })
     }
 
@@ -154,36 +151,15 @@ impl Application {
 
     /// Serves until `shutdown` resolves; then health turns NOT_SERVING,
     /// revocation streams end with UNAVAILABLE (so their clients reconnect
-    /// elsewhere), in-flight calls finish (up to SHUTDOWN_TIMEOUT) and it
-    /// returns.
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    /// elsewhere), in-flight calls finish (up to SHUTDOWN_TIMEOUT), the
+    /// background tasks stop, and it returns. A background task that ends by
+    /// itself stops the server with an error.
+    pub async fn run_until_stopped(mut self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let (health, health_service) = tonic_health::server::health_reporter();
         set_health(&health, ServingStatus::Serving).await;
-        // Background tasks, aborted together when the server stops.
-        let mut background = tokio::task::JoinSet::new();
-        background.spawn(probe_database(self.repository.clone(), health.clone(), self.health_check_interval));
+        let metrics = self.metrics.take();
+        let mut supervisor = self.start_background_tasks(&health, metrics);
 
-        let reflection_v1 = reflection().build_v1()?;
-        let reflection_v1alpha = reflection().build_v1alpha()?;
-        let throttle = self.throttle.clone();
-        background.spawn(async move {
-            let mut ticker = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                ticker.tick().await;
-                throttle.forget_idle();
-            }
-        });
-        if let Some(endpoint) = self.metrics {
-            background.spawn(metrics::serve(endpoint.listener, endpoint.handle));
-            background.spawn(collect_gauges(self.repository.clone(), self.sessions.clone()));
-            info!(address = %endpoint.address, "serving Prometheus metrics on /metrics");
-        }
-        background.spawn(cleanup_periodically(
-            self.repository.clone(),
-            self.sessions.clone(),
-            self.cleanup_policy,
-            self.cleanup_interval,
-        ));
         let token_authority = TokenAuthorityServer::new(TokenAuthorityService::new(
             self.authority.clone(),
             self.revocations.clone(),
@@ -193,13 +169,12 @@ impl Application {
             TokenAuthorityAdminServer::new(AdminService::new(self.authority.clone())),
             self.api_keys.require_admin(),
         );
-
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = Server::builder()
             .layer(metrics::RpcTimingLayer)
             .add_service(health_service)
-            .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
+            .add_service(reflection().build_v1()?)
+            .add_service(reflection().build_v1alpha()?)
             .add_service(token_authority)
             .add_service(admin)
             // TCP_NODELAY: without it, small gRPC replies can wait 40 ms for
@@ -210,51 +185,86 @@ impl Application {
         tokio::pin!(server);
         info!(address = %self.local_addr, "serving gRPC");
 
-        tokio::select! {
+        let failure = tokio::select! {
             result = &mut server => {
-                background.abort_all();
                 self.revocations.shut_down();
+                supervisor.stop().await;
                 return result.context("the gRPC server stopped");
             }
-            () = shutdown => {}
-        }
+            ended = supervisor.task_ended() => Some(ended),
+            () = shutdown => None,
+        };
 
         info!("shutting down: health NOT_SERVING, ending revocation streams, finishing in-flight calls");
-        background.abort_all();
         set_health(&health, ServingStatus::NotServing).await;
         self.revocations.shut_down();
         let _ = stop.send(());
         match tokio::time::timeout(self.shutdown_timeout, server).await {
             Ok(result) => result.context("the gRPC server failed while stopping")?,
-            Err(_) => {
-                warn!(timeout = ?self.shutdown_timeout, "in-flight calls did not finish within SHUTDOWN_TIMEOUT; stopping anyway")
-            }
+            Err(_) => warn!(
+                timeout = ?self.shutdown_timeout,
+                "in-flight calls did not finish within SHUTDOWN_TIMEOUT; stopping anyway"
+            ),
         }
+        supervisor.stop().await;
         self.repository.close().await;
+        if let Some(failure) = failure {
+            anyhow::bail!("{failure}; the server stopped");
+        }
         info!("stopped");
         Ok(())
+    }
+
+    fn start_background_tasks(&self, health: &HealthReporter, metrics: Option<MetricsEndpoint>) -> Supervisor {
+        let mut supervisor = Supervisor::new();
+        supervisor.spawn("revocation follower", self.revocations.clone().follow());
+        if let Some(listener) = self.revocations.listener() {
+            supervisor.spawn("revocation listener", listener);
+        }
+        supervisor
+            .spawn("health probe", probe_database(self.repository.clone(), health.clone(), self.health_check_interval));
+        supervisor.spawn(
+            "cleanup",
+            cleanup_periodically(
+                self.repository.clone(),
+                self.sessions.clone(),
+                self.clock.clone(),
+                self.cleanup.policy,
+                self.cleanup.interval,
+            ),
+        );
+        supervisor.spawn("login throttle sweep", self.throttle.clone().forget_idle_periodically());
+        if let Some(endpoint) = metrics {
+            info!(address = %endpoint.address, "serving Prometheus metrics on /metrics");
+            supervisor.spawn("metrics listener", metrics::serve(endpoint.listener, endpoint.handle));
+            supervisor
+                .spawn("gauges", collect_gauges(self.repository.clone(), self.sessions.clone(), self.clock.clone()));
+        }
+        supervisor
     }
 }
 
 /// Refreshes the gauges that are not kept up to date as things happen.
-async fn collect_gauges(repository: Repository, sessions: Arc<SessionCache>) {
+async fn collect_gauges(repository: Repository, sessions: Arc<SessionCache>, clock: SharedClock) {
     let mut ticker = tokio::time::interval(GAUGE_INTERVAL);
     loop {
         ticker.tick().await;
         metrics::session_cache_entries(sessions.len());
-        match repository.count_live_sessions(Timestamp::now()).await {
+        match repository.count_live_sessions(clock.now()).await {
             Ok(count) => metrics::live_sessions(count),
             Err(error) => warn!(error = %error, "cannot count live sessions for the metrics"),
         }
     }
 }
 
-/// Reflection over our services and the health service, so grpcurl can
+/// Reflection over our services, the health service and the `google.rpc`
+/// error details (so grpcurl decodes a `RetryInfo`), so that grpcurl can
 /// `list` and `describe` them with no proto file at hand.
 fn reflection() -> tonic_reflection::server::Builder<'static> {
     tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::grpc::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
 }
 
 async fn set_health(health: &HealthReporter, status: ServingStatus) {
@@ -288,12 +298,12 @@ async fn probe_database(repository: Repository, health: HealthReporter, interval
 /// without one, the key kept in the database (generated on first start).
 /// Several replicas starting at once may each store a key; all then sign
 /// with the oldest, so they agree.
-async fn load_keyring(repository: &Repository, tokens: &TokenSettings) -> anyhow::Result<Keyring> {
-    let policy = tokens.policy()?;
-    if let Some(secret) = &tokens.jwt_secret {
+async fn load_keyring(repository: &Repository, tokens: &TokenConfig, clock: &SharedClock) -> anyhow::Result<Keyring> {
+    let policy = tokens.policy.clone();
+    if let Some(secret) = &tokens.signing_secret {
         let key = SigningKey::hs256(secret.expose_secret().as_bytes().to_vec()).context("JWT_SECRET")?;
         let accepted = tokens
-            .jwt_accepted_secrets
+            .accepted_secrets
             .iter()
             .map(|secret| SigningKey::hs256(secret.expose_secret().as_bytes().to_vec()))
             .collect::<Result<Vec<_>, _>>()
@@ -305,7 +315,7 @@ async fn load_keyring(repository: &Repository, tokens: &TokenSettings) -> anyhow
     let mut keys = repository.load_signing_keys().await?;
     if keys.is_empty() {
         let key = SigningKey::generate_hs256()?;
-        repository.insert_signing_key(&key, Timestamp::now()).await?;
+        repository.insert_signing_key(&key, clock.now()).await?;
         info!(kid = key.kid(), "no JWT_SECRET: generated a signing key and stored it in the database");
         keys = repository.load_signing_keys().await?;
     }

@@ -3,11 +3,11 @@
 
 use tracing_subscriber::{EnvFilter, fmt};
 
-use crate::settings::{LogFormat, LogSettings};
+use crate::config::{LogArgs, LogFormat};
 
 /// Installs the global subscriber; logs go to standard error, so that the
 /// output of commands (a created user's id) stays clean on standard output.
-pub fn init(settings: &LogSettings) -> anyhow::Result<()> {
+pub fn init(settings: &LogArgs) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(&settings.log_filter).map_err(|error| anyhow::anyhow!("RUST_LOG: {error}"))?;
     let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let installed = match settings.log_format {

@@ -7,9 +7,10 @@ use std::{
 };
 
 use token_authority::{
+    clock::{Clock, SystemClock},
     domain::{
-        Password, Session, Timestamp, TokenId,
-        passwords::{Argon2Settings, PasswordHasher},
+        Password, Session, TokenId,
+        password_hash::{Argon2Hasher, Argon2Settings},
     },
     repository::{Repository, Rotation},
 };
@@ -24,7 +25,7 @@ pub async fn argon2_hashes(duration: Duration) -> anyhow::Result<Stats> {
 
 fn argon2_blocking(duration: Duration) -> anyhow::Result<Stats> {
     let threads = std::thread::available_parallelism().map_or(1, usize::from);
-    let hasher = Arc::new(PasswordHasher::new(Argon2Settings::default())?);
+    let hasher = Arc::new(Argon2Hasher::new(Argon2Settings::default())?);
     let password = Password::parse("password", "benchmark passphrase".into())?;
     let started = Instant::now();
     let workers: Vec<_> = (0..threads)
@@ -79,7 +80,7 @@ impl RotationFloor {
                         if sent >= deadline {
                             break;
                         }
-                        let now = Timestamp::now().truncated_to_seconds();
+                        let now = SystemClock.now().truncated_to_seconds();
                         let rotation = Rotation {
                             session_id: session.id,
                             expected_token: session.current_token_id,
@@ -160,7 +161,7 @@ pub async fn postgres_rotations(
                 let mut rotations = 0u64;
                 while Instant::now() < deadline {
                     let next = TokenId::generate().as_uuid();
-                    let now = Timestamp::now().as_millis();
+                    let now = SystemClock.now().as_millis();
                     let mut transaction = pool.begin().await?;
                     sqlx::query(
                         "UPDATE sessions SET current_token_id = $1, previous_token_id = $2, previous_token_retired_at = $3, \

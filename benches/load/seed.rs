@@ -4,11 +4,14 @@
 
 use std::time::Duration;
 
+use std::num::NonZeroUsize;
+
 use token_authority::{
     authority::{self, PasswordPool},
+    clock::{Clock, SystemClock},
     domain::{
-        ClientContext, NewPassword, Roles, Session, Timestamp, TokenLifetimes, UserId, Username,
-        passwords::{Argon2Settings, PasswordHasher},
+        ClientContext, NewPassword, Roles, Session, TokenLifetimes, UserId, Username,
+        password_hash::{Argon2Hasher, Argon2Settings},
         tokens::{Keyring, SigningKey, TokenClaims, TokenPolicy},
     },
     repository::{DatabaseConfig, Repository},
@@ -62,11 +65,16 @@ pub async fn create_postgres_database(server_url: &str) -> anyhow::Result<String
 /// Creates the schema, the users and `count` sessions of one user.
 pub async fn seed(database_url: &str, count: usize) -> anyhow::Result<Seeded> {
     let repository = repository(database_url).await?;
-    let passwords = PasswordPool::start(PasswordHasher::new(Argon2Settings::default())?, 2, 16)?;
+    let passwords = PasswordPool::start(
+        Argon2Hasher::new(Argon2Settings::default())?,
+        NonZeroUsize::new(2).expect("2"),
+        NonZeroUsize::new(16).expect("16"),
+    )?;
     let mut user_ids = Vec::new();
     for name in ["bench-sessions", LOGIN_USER] {
         let id = authority::create_user(
             &repository,
+            &SystemClock,
             &passwords,
             Username::parse("username", name)?,
             NewPassword::parse("password", PASSWORD.into())?,
@@ -76,7 +84,7 @@ pub async fn seed(database_url: &str, count: usize) -> anyhow::Result<Seeded> {
         user_ids.push(id);
     }
     let user_id: UserId = user_ids[0];
-    let now = Timestamp::now();
+    let now = SystemClock.now();
     let sessions: Vec<Session> = (0..count)
         .map(|_| Session::open(user_id, false, ClientContext::default(), &lifetimes(), now))
         .collect();

@@ -5,7 +5,8 @@ use tracing::info;
 
 use super::{Authority, AuthorityError, PasswordPool};
 use crate::{
-    domain::{NewPassword, RevocationReason, Roles, Session, SessionId, Timestamp, UserId, Username},
+    clock::Clock,
+    domain::{NewPassword, RevocationReason, Roles, Session, SessionId, UserId, Username},
     repository::{NewUser, Repository},
 };
 
@@ -13,6 +14,7 @@ use crate::{
 /// which has no running server.
 pub async fn create_user(
     repository: &Repository,
+    clock: &dyn Clock,
     passwords: &PasswordPool,
     username: Username,
     password: NewPassword,
@@ -25,7 +27,7 @@ pub async fn create_user(
         username,
         password_hash,
         roles,
-        created_at: Timestamp::now(),
+        created_at: clock.now(),
     };
     if !repository.create_user(user).await? {
         return Err(AuthorityError::UsernameTaken);
@@ -41,26 +43,26 @@ impl Authority {
         password: NewPassword,
         roles: Roles,
     ) -> Result<UserId, AuthorityError> {
-        create_user(&self.repository, &self.passwords, username, password, roles).await
+        create_user(&self.repository, &*self.clock, &self.passwords, username, password, roles).await
     }
 
     /// Disables (revoking every session) or re-enables a user.
     #[tracing::instrument(name = "set_user_disabled", skip(self))]
     pub async fn set_user_disabled(&self, user_id: UserId, disabled: bool) -> Result<usize, AuthorityError> {
-        let revocations = self
+        let revoked = self
             .repository
-            .set_user_disabled(user_id, disabled, Timestamp::now())
+            .set_user_disabled(user_id, disabled, self.now())
             .await?
             .ok_or(AuthorityError::UserNotFound(user_id))?;
-        self.committed(&revocations.sessions, &revocations.revocations);
-        info!(%user_id, disabled, revoked_count = revocations.sessions.len(), "user status changed");
-        Ok(revocations.sessions.len())
+        self.committed(&revoked.sessions, &revoked.revocations);
+        info!(%user_id, disabled, revoked_count = revoked.sessions.len(), "user status changed");
+        Ok(revoked.sessions.len())
     }
 
     /// Revokes one session; `false` if it was already revoked.
     #[tracing::instrument(name = "revoke_session", skip(self))]
     pub async fn revoke_session(&self, session_id: SessionId) -> Result<bool, AuthorityError> {
-        match self.repository.revoke_session(session_id, RevocationReason::Admin, Timestamp::now()).await? {
+        match self.repository.revoke_session(session_id, RevocationReason::Admin, self.now()).await? {
             Some((session, revocation)) => {
                 self.committed(std::slice::from_ref(&session), std::slice::from_ref(&revocation));
                 info!(user_id = %session.user_id, %session_id, "session revoked by an operator");
@@ -75,6 +77,6 @@ impl Authority {
         if self.repository.find_user(user_id).await?.is_none() {
             return Err(AuthorityError::UserNotFound(user_id));
         }
-        Ok(self.repository.list_live_sessions(user_id, Timestamp::now()).await?)
+        Ok(self.repository.list_live_sessions(user_id, self.now()).await?)
     }
 }

@@ -8,6 +8,7 @@ use tracing::{info, warn};
 
 use super::SessionCache;
 use crate::{
+    clock::SharedClock,
     domain::Timestamp,
     repository::{Repository, RepositoryError},
 };
@@ -74,6 +75,7 @@ pub async fn cleanup(
 pub async fn cleanup_periodically(
     repository: Repository,
     sessions: std::sync::Arc<SessionCache>,
+    clock: SharedClock,
     policy: CleanupPolicy,
     interval: Duration,
 ) {
@@ -81,7 +83,7 @@ pub async fn cleanup_periodically(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        if let Err(error) = cleanup(&repository, Some(&sessions), &policy, Timestamp::now()).await {
+        if let Err(error) = cleanup(&repository, Some(&sessions), &policy, clock.now()).await {
             warn!(error = %error, "cleanup failed; retrying at the next interval");
         }
     }

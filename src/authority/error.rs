@@ -1,15 +1,16 @@
 //! The authority's one error type. The gRPC layer maps each variant to a
-//! status in one place (`grpc::status`).
+//! status in one place (`grpc::status`). Failures that are not the caller's
+//! fault keep their cause (`source`), so the log shows the whole chain.
+
+use std::time::Duration;
 
 use crate::{
-    domain::{SessionId, UserId, ValidationError, tokens::TokenRejection},
+    domain::{SessionId, UserId, password_hash::PasswordHashError, tokens::KeyError, tokens::TokenRejection},
     repository::RepositoryError,
 };
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthorityError {
-    #[error(transparent)]
-    InvalidArgument(#[from] ValidationError),
     /// Unknown user, wrong password and disabled user look the same to the
     /// caller, so the answer does not tell which usernames exist.
     #[error("invalid username or password")]
@@ -35,11 +36,41 @@ pub enum AuthorityError {
     #[error("too many password checks in progress; retry shortly")]
     Overloaded,
     #[error("too many login attempts for this username; retry in {} s", .0.as_secs().max(1))]
-    TooManyAttempts(std::time::Duration),
+    TooManyAttempts(Duration),
     #[error("a concurrent change to the same session or user won; retry")]
     Conflict,
-    #[error(transparent)]
-    Repository(#[from] RepositoryError),
-    #[error("{0}")]
-    Internal(String),
+    /// The database cannot be reached right now: worth retrying.
+    #[error("database unavailable")]
+    Unavailable(#[source] RepositoryError),
+    /// Anything else that is not the caller's fault.
+    #[error("internal error: {0}")]
+    Internal(#[source] InternalError),
+}
+
+/// The causes of an internal error, each with its own source.
+#[derive(Debug, thiserror::Error)]
+pub enum InternalError {
+    #[error("database")]
+    Database(#[source] RepositoryError),
+    #[error("signing a token")]
+    Signing(#[source] KeyError),
+    #[error("password hashing")]
+    PasswordHashing(#[source] PasswordHashError),
+    #[error("the password hashing threads stopped")]
+    PasswordPoolStopped,
+}
+
+impl From<RepositoryError> for AuthorityError {
+    fn from(error: RepositoryError) -> Self {
+        match error {
+            RepositoryError::Unavailable(_) => Self::Unavailable(error),
+            _ => Self::Internal(InternalError::Database(error)),
+        }
+    }
+}
+
+impl From<InternalError> for AuthorityError {
+    fn from(error: InternalError) -> Self {
+        Self::Internal(error)
+    }
 }

@@ -4,8 +4,8 @@ use tracing::{info, warn};
 
 use super::{Authority, AuthorityError, IssuedSession};
 use crate::{
-    domain::{ClientContext, Password, Session, Timestamp, Username},
-    metrics,
+    domain::{ClientContext, Password, Session, Username},
+    metrics::{self, LoginOutcome},
 };
 
 pub struct LoginRequest {
@@ -15,12 +15,17 @@ pub struct LoginRequest {
     pub client: ClientContext,
 }
 
+/// Counts and logs a login that did not open a session.
+fn refused(outcome: LoginOutcome) {
+    info!(%outcome, "login failed");
+    metrics::login(outcome);
+}
+
 impl Authority {
     #[tracing::instrument(name = "login", skip_all, fields(user_id, session_id))]
     pub async fn login(&self, request: LoginRequest) -> Result<IssuedSession, AuthorityError> {
         if let Err(retry_after) = self.throttle.check(&request.username.key()) {
-            info!(outcome = "throttled", "login refused: too many attempts for this username");
-            metrics::login("throttled");
+            refused(LoginOutcome::Throttled);
             return Err(AuthorityError::TooManyAttempts(retry_after));
         }
         let user = self.repository.find_user_by_username(&request.username).await?;
@@ -31,19 +36,16 @@ impl Authority {
         let user = match user {
             None => {
                 // The username is not logged: people type passwords into it.
-                info!(outcome = "unknown_user", "login failed");
-                metrics::login("unknown_user");
+                refused(LoginOutcome::UnknownUser);
                 return Err(AuthorityError::InvalidCredentials);
             }
             Some(user) if !check.matches || user.disabled => {
                 tracing::Span::current().record("user_id", tracing::field::display(user.id));
-                let outcome = if check.matches {
-                    "user_disabled"
+                refused(if check.matches {
+                    LoginOutcome::UserDisabled
                 } else {
-                    "wrong_password"
-                };
-                info!(outcome, "login failed");
-                metrics::login(outcome);
+                    LoginOutcome::WrongPassword
+                });
                 return Err(AuthorityError::InvalidCredentials);
             }
             Some(user) => user,
@@ -60,13 +62,13 @@ impl Authority {
             }
         }
 
-        let session = Session::open(user.id, request.remember_me, request.client, &self.lifetimes, Timestamp::now());
+        let session = Session::open(user.id, request.remember_me, request.client, &self.lifetimes, self.now());
         let ticket = self.sessions.ticket(session.id);
         self.repository.insert_session(&session).await?;
         tracing::Span::current().record("session_id", tracing::field::display(session.id));
         self.cache_live(ticket, &session);
-        info!(remember_me = session.remember_me, outcome = "ok", "login succeeded");
-        metrics::login("ok");
+        info!(remember_me = session.remember_me, outcome = %LoginOutcome::Ok, "login succeeded");
+        metrics::login(LoginOutcome::Ok);
         self.issue(session, user.username.as_str(), user.roles.names())
     }
 }

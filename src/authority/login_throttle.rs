@@ -11,11 +11,11 @@ pub struct LoginThrottle {
 }
 
 impl LoginThrottle {
-    /// `per_minute` attempts per username, all of them usable at once; 0
-    /// turns the throttle off.
-    pub fn new(per_minute: u32) -> Self {
+    /// `per_minute` attempts per username, all of them usable at once;
+    /// `None` turns the throttle off.
+    pub fn new(per_minute: Option<NonZeroU32>) -> Self {
         Self {
-            limiter: NonZeroU32::new(per_minute).map(|rate| RateLimiter::keyed(Quota::per_minute(rate))),
+            limiter: per_minute.map(|rate| RateLimiter::keyed(Quota::per_minute(rate))),
         }
     }
 
@@ -37,6 +37,16 @@ impl LoginThrottle {
             limiter.shrink_to_fit();
         }
     }
+
+    /// Forgets idle usernames every minute, so that memory follows the
+    /// usernames tried recently, not every username ever tried.
+    pub async fn forget_idle_periodically(self: std::sync::Arc<Self>) {
+        let mut ticker = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            ticker.tick().await;
+            self.forget_idle();
+        }
+    }
 }
 
 #[cfg(test)]
@@ -45,7 +55,7 @@ mod tests {
 
     #[test]
     fn allows_the_quota_then_says_when_to_retry() {
-        let throttle = LoginThrottle::new(3);
+        let throttle = LoginThrottle::new(NonZeroU32::new(3));
         for _ in 0..3 {
             assert!(throttle.check("alice").is_ok());
         }
@@ -56,7 +66,7 @@ mod tests {
 
     #[test]
     fn zero_turns_it_off() {
-        let throttle = LoginThrottle::new(0);
+        let throttle = LoginThrottle::new(None);
         for _ in 0..100 {
             assert!(throttle.check("alice").is_ok());
         }

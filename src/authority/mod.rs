@@ -7,34 +7,38 @@
 //! on this replica sees the change at once, and announces the outbox events.
 
 mod admin;
+mod change_password;
 mod cleanup;
 mod error;
+mod list_sessions;
 mod login;
 mod login_throttle;
+mod logout;
 mod password_pool;
 mod refresh;
 mod session_cache;
-mod sessions;
 mod verify;
-
-pub use login::LoginRequest;
-pub use login_throttle::LoginThrottle;
-pub use sessions::PasswordChanged;
 
 use std::sync::Arc;
 
 pub use admin::create_user;
+pub use change_password::PasswordChanged;
 pub use cleanup::{CleanupPolicy, CleanupReport, cleanup, cleanup_periodically};
-pub use error::AuthorityError;
+pub use error::{AuthorityError, InternalError};
+pub use login::LoginRequest;
+pub use login_throttle::LoginThrottle;
 pub use password_pool::PasswordPool;
 pub use session_cache::{LoadTicket, SessionCache};
 pub use verify::{InvalidReason, Verdict, VerifiedToken};
 
 use crate::{
+    clock::SharedClock,
     domain::{
-        AccessToken, Revocation, Session, SessionId, Timestamp, TokenId, TokenLifetimes, TokenStanding,
+        AccessToken, ClientContext, Revocation, RevocationReason, Session, SessionId, Timestamp, TokenId,
+        TokenLifetimes, TokenStanding,
         tokens::{Keyring, TokenClaims},
     },
+    metrics,
     repository::{Repository, Rotation},
 };
 
@@ -58,37 +62,49 @@ pub struct Authority {
     passwords: PasswordPool,
     sessions: Arc<SessionCache>,
     throttle: Arc<LoginThrottle>,
-    listener: Option<Arc<dyn RevocationListener>>,
+    listener: Arc<dyn RevocationListener>,
+    clock: SharedClock,
+}
+
+/// Everything the authority works with; every part is required, so that
+/// forgetting one (the throttle, the revocation listener) cannot compile.
+pub struct AuthorityParts {
+    pub repository: Repository,
+    pub keyring: Arc<Keyring>,
+    pub lifetimes: TokenLifetimes,
+    pub passwords: PasswordPool,
+    pub sessions: Arc<SessionCache>,
+    pub throttle: Arc<LoginThrottle>,
+    pub listener: Arc<dyn RevocationListener>,
+    pub clock: SharedClock,
 }
 
 impl Authority {
-    pub fn new(
-        repository: Repository,
-        keyring: Arc<Keyring>,
-        lifetimes: TokenLifetimes,
-        passwords: PasswordPool,
-        sessions: Arc<SessionCache>,
-    ) -> Self {
+    pub fn new(parts: AuthorityParts) -> Self {
+        let AuthorityParts {
+            repository,
+            keyring,
+            lifetimes,
+            passwords,
+            sessions,
+            throttle,
+            listener,
+            clock,
+        } = parts;
         Self {
             repository,
             keyring,
             lifetimes,
             passwords,
             sessions,
-            throttle: Arc::new(LoginThrottle::new(0)),
-            listener: None,
+            throttle,
+            listener,
+            clock,
         }
     }
 
-    /// Throttles password checks per username.
-    pub fn with_login_throttle(mut self, throttle: Arc<LoginThrottle>) -> Self {
-        self.throttle = throttle;
-        self
-    }
-
-    pub fn with_listener(mut self, listener: Arc<dyn RevocationListener>) -> Self {
-        self.listener = Some(listener);
-        self
+    fn now(&self) -> Timestamp {
+        self.clock.now()
     }
 
     /// Signs the session's current token. Deterministic for the same session
@@ -103,7 +119,7 @@ impl Authority {
             issued_at: session.refreshed_at,
             expires_at: session.expires_at,
         };
-        let access_token = self.keyring.sign(&claims).map_err(|error| AuthorityError::Internal(error.to_string()))?;
+        let access_token = self.keyring.sign(&claims).map_err(InternalError::Signing)?;
         Ok(IssuedSession { access_token, session })
     }
 
@@ -114,7 +130,7 @@ impl Authority {
         session_id: SessionId,
         current: TokenId,
         current_expires_at: Timestamp,
-        client: Option<crate::domain::ClientContext>,
+        client: Option<ClientContext>,
         at: Timestamp,
     ) -> Rotation {
         let now = at.truncated_to_seconds();
@@ -138,16 +154,14 @@ impl Authority {
         for session in revoked {
             self.sessions.store_revoked(session.state());
         }
-        for reason in crate::domain::RevocationReason::ALL {
+        for reason in RevocationReason::ALL {
             let count = revocations.iter().filter(|revocation| revocation.reason == reason).count() as u64;
             if count > 0 {
-                crate::metrics::revocations(reason, count);
+                metrics::revocations(reason, count);
             }
         }
-        if let Some(listener) = &self.listener
-            && !revocations.is_empty()
-        {
-            listener.committed(revocations);
+        if !revocations.is_empty() {
+            self.listener.committed(revocations);
         }
     }
 
@@ -163,14 +177,15 @@ impl Authority {
     /// current token of a live session (or the one retired within the grace
     /// period). Reads the database, not the cache: writes follow.
     async fn authenticate(&self, token: &AccessToken) -> Result<(TokenClaims, Session), AuthorityError> {
-        let claims = self.keyring.verify(token).map_err(AuthorityError::InvalidToken)?;
+        let now = self.now();
+        let claims = self.keyring.verify(token, now).map_err(AuthorityError::InvalidToken)?;
         let session = self
             .repository
             .find_session(claims.session_id)
             .await?
             .filter(|session| session.user_id == claims.user_id)
             .ok_or(AuthorityError::UnknownSession)?;
-        match session.standing(claims.token_id, Timestamp::now(), self.lifetimes.rotation_grace) {
+        match session.standing(claims.token_id, now, self.lifetimes.rotation_grace) {
             TokenStanding::Current | TokenStanding::RetiredInGrace => Ok((claims, session)),
             TokenStanding::Revoked => Err(AuthorityError::SessionRevoked),
             TokenStanding::Retired => Err(AuthorityError::TokenRotated),

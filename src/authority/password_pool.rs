@@ -8,6 +8,7 @@
 //! (RESOURCE_EXHAUSTED) instead of piling up unbounded work.
 
 use std::{
+    num::NonZeroUsize,
     panic::AssertUnwindSafe,
     sync::{
         Arc, Mutex,
@@ -20,10 +21,10 @@ use secrecy::SecretString;
 use tokio::sync::oneshot;
 use tracing::Span;
 
-use super::AuthorityError;
+use super::{AuthorityError, InternalError};
 use crate::domain::{
     Password,
-    passwords::{PasswordCheck, PasswordHasher},
+    password_hash::{Argon2Hasher, PasswordCheck},
 };
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -33,15 +34,17 @@ const HASHING_NICENESS: i32 = 19;
 
 #[derive(Clone)]
 pub struct PasswordPool {
-    hasher: Arc<PasswordHasher>,
+    hasher: Arc<Argon2Hasher>,
     jobs: SyncSender<Job>,
 }
 
 impl PasswordPool {
-    pub fn start(hasher: PasswordHasher, threads: usize, queue: usize) -> std::io::Result<Self> {
-        let (jobs, receiver) = mpsc::sync_channel::<Job>(queue);
+    /// Starts `threads` hashing threads behind a queue of `queue` jobs. They
+    /// stop when the last clone of the pool is dropped.
+    pub fn start(hasher: Argon2Hasher, threads: NonZeroUsize, queue: NonZeroUsize) -> std::io::Result<Self> {
+        let (jobs, receiver) = mpsc::sync_channel::<Job>(queue.get());
         let receiver = Arc::new(Mutex::new(receiver));
-        for index in 0..threads.max(1) {
+        for index in 0..threads.get() {
             let receiver = receiver.clone();
             thread::Builder::new().name(format!("argon2-{index}")).spawn(move || work(&receiver))?;
         }
@@ -61,18 +64,18 @@ impl PasswordPool {
             hasher.verify(&password, stored.as_ref().map(|hash| hash.expose_secret()))
         })
         .await?
-        .map_err(|error| AuthorityError::Internal(error.to_string()))
+        .map_err(|error| InternalError::PasswordHashing(error).into())
     }
 
     pub async fn hash(&self, password: Password) -> Result<String, AuthorityError> {
         self.run(move |hasher| hasher.hash(&password))
             .await?
-            .map_err(|error| AuthorityError::Internal(error.to_string()))
+            .map_err(|error| InternalError::PasswordHashing(error).into())
     }
 
     async fn run<T: Send + 'static>(
         &self,
-        task: impl FnOnce(&PasswordHasher) -> T + Send + 'static,
+        task: impl FnOnce(&Argon2Hasher) -> T + Send + 'static,
     ) -> Result<T, AuthorityError> {
         let (reply, answer) = oneshot::channel();
         let hasher = self.hasher.clone();
@@ -87,9 +90,10 @@ impl PasswordPool {
         });
         self.jobs.try_send(job).map_err(|error| match error {
             TrySendError::Full(_) => AuthorityError::Overloaded,
-            TrySendError::Disconnected(_) => AuthorityError::Internal("password hashing threads stopped".into()),
+            TrySendError::Disconnected(_) => InternalError::PasswordPoolStopped.into(),
         })?;
-        answer.await.map_err(|_| AuthorityError::Internal("password hashing failed".into()))
+        // The job panicked or the threads stopped: either way it will not answer.
+        answer.await.map_err(|_| InternalError::PasswordPoolStopped.into())
     }
 }
 

@@ -5,8 +5,8 @@ use tracing::{info, warn};
 
 use super::{Authority, AuthorityError, IssuedSession};
 use crate::{
-    domain::{AccessToken, ClientContext, RevocationReason, Timestamp, TokenStanding},
-    metrics,
+    domain::{AccessToken, ClientContext, RevocationReason, TokenStanding},
+    metrics::{self, RefreshOutcome},
 };
 
 impl Authority {
@@ -18,13 +18,13 @@ impl Authority {
     ) -> Result<IssuedSession, AuthorityError> {
         let result = self.rotate(token, client).await;
         metrics::refresh(match &result {
-            Ok((_, outcome)) => outcome,
-            Err(AuthorityError::InvalidToken(_)) => "invalid_token",
-            Err(AuthorityError::UnknownSession) => "unknown_session",
-            Err(AuthorityError::SessionRevoked) => "revoked",
-            Err(AuthorityError::TokenReused) => "reuse_detected",
-            Err(AuthorityError::Conflict) => "conflict",
-            Err(_) => "error",
+            Ok((_, outcome)) => *outcome,
+            Err(AuthorityError::InvalidToken(_)) => RefreshOutcome::InvalidToken,
+            Err(AuthorityError::UnknownSession) => RefreshOutcome::UnknownSession,
+            Err(AuthorityError::SessionRevoked) => RefreshOutcome::Revoked,
+            Err(AuthorityError::TokenReused) => RefreshOutcome::ReuseDetected,
+            Err(AuthorityError::Conflict) => RefreshOutcome::Conflict,
+            Err(_) => RefreshOutcome::Error,
         });
         result.map(|(issued, _)| issued)
     }
@@ -34,8 +34,9 @@ impl Authority {
         &self,
         token: &AccessToken,
         client: Option<ClientContext>,
-    ) -> Result<(IssuedSession, &'static str), AuthorityError> {
-        let claims = self.keyring.verify(token).map_err(AuthorityError::InvalidToken)?;
+    ) -> Result<(IssuedSession, RefreshOutcome), AuthorityError> {
+        let now = self.now();
+        let claims = self.keyring.verify(token, now).map_err(AuthorityError::InvalidToken)?;
         let span = tracing::Span::current();
         span.record("user_id", tracing::field::display(claims.user_id));
         span.record("session_id", tracing::field::display(claims.session_id));
@@ -46,14 +47,13 @@ impl Authority {
         // does not match it), so try it first and read the session only when
         // it does not match. Tokens carry the name and roles they were
         // issued with, from login on.
-        let now = Timestamp::now();
         let rotation = self.rotation_of(claims.session_id, claims.token_id, claims.expires_at, client, now);
         let ticket = self.sessions.ticket(claims.session_id);
         if let Some((rotated, revocation)) = self.repository.rotate_session(&rotation).await? {
             self.cache_live(ticket, &rotated);
             self.committed(&[], std::slice::from_ref(&revocation));
-            info!(outcome = "rotated", "token refreshed");
-            return Ok((self.issue(rotated, &claims.username, claims.roles)?, "rotated"));
+            info!(outcome = %RefreshOutcome::Rotated, "token refreshed");
+            return Ok((self.issue(rotated, &claims.username, claims.roles)?, RefreshOutcome::Rotated));
         }
 
         let session = self
@@ -62,10 +62,10 @@ impl Authority {
             .await?
             .filter(|session| session.user_id == claims.user_id)
             .ok_or(AuthorityError::UnknownSession)?;
-        let now = Timestamp::now();
+        let now = self.now();
         match session.standing(claims.token_id, now, self.lifetimes.rotation_grace) {
             TokenStanding::Revoked => {
-                info!(outcome = "revoked", "refresh refused");
+                info!(outcome = %RefreshOutcome::Revoked, "refresh refused");
                 Err(AuthorityError::SessionRevoked)
             }
             // The update above matches whenever this token is current, and a
@@ -76,11 +76,11 @@ impl Authority {
             TokenStanding::RetiredInGrace => {
                 // A retry, or the loser of a race with a concurrent Refresh:
                 // the session's current token, signed again.
-                info!(outcome = "retry", "retired token within grace period; returning the current token");
-                Ok((self.issue(session, &claims.username, claims.roles)?, "retry"))
+                info!(outcome = %RefreshOutcome::Retry, "retired token within grace period; returning the current token");
+                Ok((self.issue(session, &claims.username, claims.roles)?, RefreshOutcome::Retry))
             }
             TokenStanding::Retired => {
-                warn!(outcome = "reuse_detected", "retired token presented again; revoking the session");
+                warn!(outcome = %RefreshOutcome::ReuseDetected, "retired token presented again; revoking the session");
                 metrics::reuse_detected();
                 if let Some((revoked, revocation)) =
                     self.repository.revoke_session(session.id, RevocationReason::ReuseDetected, now).await?

@@ -2,11 +2,13 @@
 //! in-memory session cache; the database is read only on a cache miss.
 
 use super::{Authority, AuthorityError};
-use crate::domain::{
-    AccessToken, SessionId, SessionState, Timestamp, TokenStanding,
-    tokens::{TokenClaims, TokenRejection},
+use crate::{
+    domain::{
+        AccessToken, SessionId, SessionState, TokenStanding,
+        tokens::{TokenClaims, TokenRejection},
+    },
+    metrics,
 };
-use crate::metrics;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
@@ -29,37 +31,19 @@ pub enum InvalidReason {
     UnknownSession,
 }
 
-impl Verdict {
-    /// The verdict's reason as a metrics label.
-    pub fn reason_name(&self) -> &'static str {
-        match self {
-            Verdict::Valid(_) => "ok",
-            Verdict::Invalid(InvalidReason::Token(TokenRejection::Malformed)) => "malformed",
-            Verdict::Invalid(InvalidReason::Token(TokenRejection::BadSignature)) => "bad_signature",
-            Verdict::Invalid(InvalidReason::Token(TokenRejection::Expired)) => "expired",
-            Verdict::Invalid(InvalidReason::Token(TokenRejection::NotYetValid)) => "not_yet_valid",
-            Verdict::Invalid(InvalidReason::Token(TokenRejection::WrongIssuer)) => "wrong_issuer",
-            Verdict::Invalid(InvalidReason::Token(TokenRejection::WrongAudience)) => "wrong_audience",
-            Verdict::Invalid(InvalidReason::Revoked) => "revoked",
-            Verdict::Invalid(InvalidReason::Rotated) => "rotated",
-            Verdict::Invalid(InvalidReason::UnknownSession) => "unknown_session",
-        }
-    }
-}
-
 impl Authority {
     pub async fn verify(&self, token: &AccessToken) -> Result<Verdict, AuthorityError> {
         let verdict = self.check(token).await?;
-        metrics::verification(verdict.reason_name());
+        metrics::verification(&verdict);
         Ok(verdict)
     }
 
     async fn check(&self, token: &AccessToken) -> Result<Verdict, AuthorityError> {
-        let claims = match self.keyring.verify(token) {
+        let now = self.now();
+        let claims = match self.keyring.verify(token, now) {
             Ok(claims) => claims,
             Err(rejection) => return Ok(Verdict::Invalid(InvalidReason::Token(rejection))),
         };
-        let now = Timestamp::now();
         let Some(mut state) = self.session_state(claims.session_id, false).await? else {
             return Ok(Verdict::Invalid(InvalidReason::UnknownSession));
         };

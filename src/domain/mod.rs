@@ -6,7 +6,7 @@ mod access_token;
 mod client_context;
 mod ids;
 mod password;
-pub mod passwords;
+pub mod password_hash;
 mod revocation;
 mod roles;
 mod session;

@@ -1,17 +1,13 @@
 //! Points in time, as milliseconds since the Unix epoch: the unit the
-//! database stores, cheap to compare, free of time zones.
+//! database stores, cheap to compare, free of time zones. The current time
+//! comes from a `Clock` (`crate::clock`), never from here.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(i64);
 
 impl Timestamp {
-    pub fn now() -> Self {
-        let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
-        Self(i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX))
-    }
-
     pub fn from_millis(millis: i64) -> Self {
         Self(millis)
     }

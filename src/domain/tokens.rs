@@ -237,17 +237,17 @@ impl Keyring {
     }
 
     /// Checks signature, algorithm, `exp`, `nbf`, `iss` and `aud`.
-    pub fn verify(&self, token: &AccessToken) -> Result<TokenClaims, TokenRejection> {
-        self.decode(token, true)
+    pub fn verify(&self, token: &AccessToken, now: Timestamp) -> Result<TokenClaims, TokenRejection> {
+        self.decode(token, true, now)
     }
 
     /// Like [`Keyring::verify`] but accepts an expired token: proof enough of
     /// who is asking to end their own session.
-    pub fn verify_ignoring_expiry(&self, token: &AccessToken) -> Result<TokenClaims, TokenRejection> {
-        self.decode(token, false)
+    pub fn verify_ignoring_expiry(&self, token: &AccessToken, now: Timestamp) -> Result<TokenClaims, TokenRejection> {
+        self.decode(token, false, now)
     }
 
-    fn decode(&self, token: &AccessToken, check_expiry: bool) -> Result<TokenClaims, TokenRejection> {
+    fn decode(&self, token: &AccessToken, check_expiry: bool, now: Timestamp) -> Result<TokenClaims, TokenRejection> {
         let (signed, signature) = token.expose().rsplit_once('.').ok_or(TokenRejection::Malformed)?;
         let (header, payload) = signed.split_once('.').ok_or(TokenRejection::Malformed)?;
         let header: WireHeader = from_base64_json(header)?;
@@ -265,7 +265,7 @@ impl Keyring {
         hmac::verify(&key.hmac, signed.as_bytes(), &signature).map_err(|_| TokenRejection::BadSignature)?;
 
         let wire: WireClaims = from_base64_json(payload)?;
-        let now = Timestamp::now().as_unix_seconds();
+        let now = now.as_unix_seconds();
         let leeway = i64::try_from(self.policy.leeway.as_secs()).unwrap_or(i64::MAX);
         if check_expiry && wire.exp < now.saturating_sub(leeway) {
             return Err(TokenRejection::Expired);
@@ -313,6 +313,11 @@ fn from_base64_json<T: serde::de::DeserializeOwned>(part: &str) -> Result<T, Tok
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::{Clock, SystemClock};
+
+    fn wall_now() -> Timestamp {
+        SystemClock.now()
+    }
     use jsonwebtoken::{DecodingKey, Validation, errors::ErrorKind};
 
     fn policy() -> TokenPolicy {
@@ -367,31 +372,27 @@ mod tests {
     #[test]
     fn round_trip_keeps_every_claim() {
         let keyring = keyring();
-        let claims = claims(Timestamp::now(), Duration::from_secs(60));
+        let claims = claims(wall_now(), Duration::from_secs(60));
         let token = keyring.sign(&claims).unwrap();
-        assert_eq!(keyring.verify(&token).unwrap(), claims);
+        assert_eq!(keyring.verify(&token, wall_now()).unwrap(), claims);
     }
 
     #[test]
     fn signing_is_deterministic_so_a_retry_gets_the_same_token() {
         let keyring = keyring();
-        let claims = claims(Timestamp::now(), Duration::from_secs(60));
+        let claims = claims(wall_now(), Duration::from_secs(60));
         assert_eq!(keyring.sign(&claims).unwrap(), keyring.sign(&claims).unwrap());
     }
 
     #[test]
     fn expired_and_not_yet_valid_are_told_apart() {
         let keyring = keyring();
-        let past = keyring
-            .sign(&claims(Timestamp::now().minus(Duration::from_secs(120)), Duration::from_secs(60)))
-            .unwrap();
-        assert_eq!(keyring.verify(&past), Err(TokenRejection::Expired));
-        assert!(keyring.verify_ignoring_expiry(&past).is_ok());
+        let past = keyring.sign(&claims(wall_now().minus(Duration::from_secs(120)), Duration::from_secs(60))).unwrap();
+        assert_eq!(keyring.verify(&past, wall_now()), Err(TokenRejection::Expired));
+        assert!(keyring.verify_ignoring_expiry(&past, wall_now()).is_ok());
 
-        let future = keyring
-            .sign(&claims(Timestamp::now().plus(Duration::from_secs(120)), Duration::from_secs(60)))
-            .unwrap();
-        assert_eq!(keyring.verify(&future), Err(TokenRejection::NotYetValid));
+        let future = keyring.sign(&claims(wall_now().plus(Duration::from_secs(120)), Duration::from_secs(60))).unwrap();
+        assert_eq!(keyring.verify(&future, wall_now()), Err(TokenRejection::NotYetValid));
     }
 
     #[test]
@@ -404,81 +405,81 @@ mod tests {
                 ..policy()
             },
         );
-        let now = Timestamp::now();
+        let now = wall_now();
         let just_expired = lenient.sign(&claims(now.minus(Duration::from_secs(70)), Duration::from_secs(60))).unwrap();
-        assert!(lenient.verify(&just_expired).is_ok(), "10 s past exp, within 30 s of leeway");
+        assert!(lenient.verify(&just_expired, wall_now()).is_ok(), "10 s past exp, within 30 s of leeway");
         let long_expired = lenient.sign(&claims(now.minus(Duration::from_secs(120)), Duration::from_secs(60))).unwrap();
-        assert_eq!(lenient.verify(&long_expired), Err(TokenRejection::Expired));
+        assert_eq!(lenient.verify(&long_expired, wall_now()), Err(TokenRejection::Expired));
         let early = lenient.sign(&claims(now.plus(Duration::from_secs(10)), Duration::from_secs(60))).unwrap();
-        assert!(lenient.verify(&early).is_ok(), "nbf 10 s ahead, within the leeway");
+        assert!(lenient.verify(&early, wall_now()).is_ok(), "nbf 10 s ahead, within the leeway");
     }
 
     #[test]
     fn other_key_issuer_and_audience_are_rejected() {
-        let token = keyring().sign(&claims(Timestamp::now(), Duration::from_secs(60))).unwrap();
+        let token = keyring().sign(&claims(wall_now(), Duration::from_secs(60))).unwrap();
         let stranger = Keyring::new(SigningKey::hs256(vec![8; 32]).unwrap(), vec![], policy());
-        assert_eq!(stranger.verify(&token), Err(TokenRejection::BadSignature));
+        assert_eq!(stranger.verify(&token, wall_now()), Err(TokenRejection::BadSignature));
 
         let same_key = |policy: TokenPolicy| Keyring::new(SigningKey::hs256(vec![7; 32]).unwrap(), vec![], policy);
         let other_issuer = same_key(TokenPolicy {
             issuer: "other".into(),
             ..policy()
         });
-        assert_eq!(other_issuer.verify(&token), Err(TokenRejection::WrongIssuer));
+        assert_eq!(other_issuer.verify(&token, wall_now()), Err(TokenRejection::WrongIssuer));
         let other_audience = same_key(TokenPolicy {
             audience: "other".into(),
             ..policy()
         });
-        assert_eq!(other_audience.verify(&token), Err(TokenRejection::WrongAudience));
+        assert_eq!(other_audience.verify(&token, wall_now()), Err(TokenRejection::WrongAudience));
     }
 
     #[test]
     fn retired_keys_still_verify() {
         let old = SigningKey::hs256(vec![1; 32]).unwrap();
         let token = Keyring::new(SigningKey::hs256(vec![1; 32]).unwrap(), vec![], policy())
-            .sign(&claims(Timestamp::now(), Duration::from_secs(60)))
+            .sign(&claims(wall_now(), Duration::from_secs(60)))
             .unwrap();
         let rotated = Keyring::new(SigningKey::hs256(vec![2; 32]).unwrap(), vec![old], policy());
-        assert!(rotated.verify(&token).is_ok());
+        assert!(rotated.verify(&token, wall_now()).is_ok());
     }
 
     #[test]
     fn none_algorithm_and_other_algorithms_are_refused() {
         let keyring = keyring();
-        let now = Timestamp::now().as_unix_seconds();
+        let now = wall_now().as_unix_seconds();
         let claims = raw_claims(now);
         let unsigned = format!(
             "{}.{}.",
             URL_SAFE_NO_PAD.encode(header(&keyring, "none").to_string()),
             URL_SAFE_NO_PAD.encode(claims.to_string())
         );
-        assert!(keyring.verify(&AccessToken::issued(unsigned)).is_err());
+        assert!(keyring.verify(&AccessToken::issued(unsigned), wall_now()).is_err());
 
         let hs512 = sign_raw(header(&keyring, "HS512"), claims, &[7; 32]);
-        assert_eq!(keyring.verify(&hs512), Err(TokenRejection::BadSignature));
+        assert_eq!(keyring.verify(&hs512, wall_now()), Err(TokenRejection::BadSignature));
     }
 
     #[test]
     fn time_claims_as_strings_are_refused() {
         let keyring = keyring();
-        let now = Timestamp::now().as_unix_seconds();
+        let now = wall_now().as_unix_seconds();
         for claim in ["exp", "nbf"] {
             let mut claims = raw_claims(now);
             claims[claim] = serde_json::Value::String((now + 60).to_string());
             let token = sign_raw(header(&keyring, "HS256"), claims, &[7; 32]);
-            assert_eq!(keyring.verify(&token), Err(TokenRejection::Malformed), "{claim}");
+            assert_eq!(keyring.verify(&token, wall_now()), Err(TokenRejection::Malformed), "{claim}");
         }
     }
 
     #[test]
     fn missing_claims_and_garbage_are_malformed() {
         let keyring = keyring();
-        let mut claims = raw_claims(Timestamp::now().as_unix_seconds());
+        let mut claims = raw_claims(wall_now().as_unix_seconds());
         claims.as_object_mut().unwrap().remove("nbf");
         let token = sign_raw(header(&keyring, "HS256"), claims, &[7; 32]);
-        assert_eq!(keyring.verify(&token), Err(TokenRejection::Malformed));
+        assert_eq!(keyring.verify(&token, wall_now()), Err(TokenRejection::Malformed));
         for garbage in ["x", "a.b.c", "....", "eyJhbGciOiJIUzI1NiJ9.e30"] {
-            assert!(keyring.verify(&AccessToken::issued(garbage.into())).is_err(), "{garbage}");
+            assert!(keyring.verify(&AccessToken::issued(garbage.into()), wall_now()).is_err(), "{garbage}");
         }
     }
 
@@ -535,9 +536,9 @@ mod tests {
     #[test]
     fn agrees_with_jsonwebtoken_on_crafted_tokens() {
         let keyring = keyring();
-        let now = Timestamp::now().as_unix_seconds();
+        let now = wall_now().as_unix_seconds();
         let header = header(&keyring, "HS256");
-        let mut cases = vec![keyring.sign(&claims(Timestamp::now(), Duration::from_secs(60))).unwrap()];
+        let mut cases = vec![keyring.sign(&claims(wall_now(), Duration::from_secs(60))).unwrap()];
         let changes = [
             serde_json::json!({"exp": now - 10}),
             serde_json::json!({"nbf": now + 3600}),
@@ -565,7 +566,7 @@ mod tests {
         cases.push(sign_raw(serde_json::json!({"alg": "HS256"}), raw_claims(now), &[7; 32]));
         for token in &cases {
             for check_expiry in [true, false] {
-                let ours = keyring.decode(token, check_expiry);
+                let ours = keyring.decode(token, check_expiry, wall_now());
                 let theirs = reference(token, check_expiry);
                 assert_eq!(ours, theirs, "{:?}", claims_of_token(token));
             }
@@ -575,7 +576,7 @@ mod tests {
     #[test]
     fn agrees_with_jsonwebtoken_on_thousands_of_mutations() {
         let keyring = keyring();
-        let valid = keyring.sign(&claims(Timestamp::now(), Duration::from_secs(60))).unwrap();
+        let valid = keyring.sign(&claims(wall_now(), Duration::from_secs(60))).unwrap();
         let bytes = valid.expose().as_bytes().to_vec();
         let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.=+/ ";
         let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -598,7 +599,7 @@ mod tests {
                 }
             }
             let token = AccessToken::issued(String::from_utf8(mutated).unwrap());
-            let (ours, theirs) = (keyring.verify(&token), reference(&token, true));
+            let (ours, theirs) = (keyring.verify(&token, wall_now()), reference(&token, true));
             assert!(same_verdict(&ours, &theirs), "{ours:?} vs {theirs:?} for {}", token.expose());
         }
     }
@@ -617,8 +618,8 @@ mod tests {
         let keyring = keyring();
         let mut with_crit = header(&keyring, "HS256");
         with_crit["crit"] = serde_json::json!(["exp"]);
-        let token = sign_raw(with_crit, raw_claims(Timestamp::now().as_unix_seconds()), &[7; 32]);
-        assert_eq!(keyring.verify(&token), Err(TokenRejection::Malformed));
+        let token = sign_raw(with_crit, raw_claims(wall_now().as_unix_seconds()), &[7; 32]);
+        assert_eq!(keyring.verify(&token, wall_now()), Err(TokenRejection::Malformed));
     }
 
     #[test]

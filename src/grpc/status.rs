@@ -7,13 +7,12 @@ use std::time::Duration;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::{authority::AuthorityError, domain::ValidationError, repository::RepositoryError, revocations::FeedError};
+use crate::{authority::AuthorityError, domain::ValidationError, revocations::FeedError};
 
 impl From<AuthorityError> for Status {
     fn from(error: AuthorityError) -> Self {
         let message = error.to_string();
         match error {
-            AuthorityError::InvalidArgument(_) => Status::invalid_argument(message),
             AuthorityError::InvalidCredentials
             | AuthorityError::InvalidToken(_)
             | AuthorityError::UnknownSession
@@ -26,11 +25,8 @@ impl From<AuthorityError> for Status {
             AuthorityError::Overloaded => retry_later(message, Duration::from_secs(1)),
             AuthorityError::TooManyAttempts(retry_after) => retry_later(message, retry_after),
             AuthorityError::Conflict => Status::aborted(message),
-            AuthorityError::Repository(error) => repository_status(&error),
-            AuthorityError::Internal(cause) => {
-                tracing::error!(error = %cause, "internal error");
-                Status::internal("internal error")
-            }
+            AuthorityError::Unavailable(_) => unavailable(&error),
+            AuthorityError::Internal(_) => internal(&error),
         }
     }
 }
@@ -42,7 +38,8 @@ impl From<FeedError> for Status {
             FeedError::CursorTooOld { .. } | FeedError::CursorAhead { .. } => Status::out_of_range(message),
             FeedError::ShuttingDown => Status::unavailable(message),
             FeedError::ClientGone => Status::cancelled(message),
-            FeedError::Repository(error) => repository_status(&error),
+            FeedError::Unavailable(_) => unavailable(&error),
+            FeedError::Internal(_) => internal(&error),
         }
     }
 }
@@ -63,18 +60,14 @@ fn retry_later(message: String, retry_after: Duration) -> Status {
     )
 }
 
-fn repository_status(error: &RepositoryError) -> Status {
-    let chain = error_chain(error);
-    match error {
-        RepositoryError::Unavailable(_) => {
-            tracing::warn!(error = %chain, "database unavailable");
-            Status::unavailable("database unavailable; retry shortly")
-        }
-        RepositoryError::Database(_) | RepositoryError::Corrupt(_) | RepositoryError::Config(_) => {
-            tracing::error!(error = %chain, "database error");
-            Status::internal("internal error")
-        }
-    }
+fn unavailable(error: &dyn std::error::Error) -> Status {
+    tracing::warn!(error = %error_chain(error), "database unavailable");
+    Status::unavailable("database unavailable; retry shortly")
+}
+
+fn internal(error: &dyn std::error::Error) -> Status {
+    tracing::error!(error = %error_chain(error), "internal error");
+    Status::internal("internal error")
 }
 
 /// "outer: inner: root", for logs.

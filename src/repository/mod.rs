@@ -31,7 +31,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 pub use error::RepositoryError;
 pub use events::CursorBounds;
-pub use sessions::{PasswordChange, Revocations, Rotation};
+pub use sessions::{PasswordChange, RevokedSessions, Rotation};
 pub use users::{NewUser, UserRecord};
 
 /// How to reach the database.

@@ -10,7 +10,7 @@
 use std::{sync::Arc, time::Duration};
 
 use sea_orm::sqlx::{self, postgres::PgListener};
-use tokio::{sync::watch, task::JoinHandle};
+use tokio::sync::watch;
 use tracing::{debug, warn};
 
 use super::{Repository, RepositoryError};
@@ -38,17 +38,17 @@ impl Repository {
         Ok(())
     }
 
-    /// Calls `wake` for every announcement from another replica, and after
-    /// every reconnection (announcements may have been missed meanwhile),
-    /// until `stop` turns true. `None` on SQLite.
+    /// A task that calls `wake` for every announcement from another
+    /// replica, and after every reconnection (announcements may have been
+    /// missed meanwhile), until `stop` turns true. `None` on SQLite.
     pub fn listen_for_revocations(
-        &self,
+        self,
         origin: String,
         wake: impl Fn() + Send + Sync + 'static,
         mut stop: watch::Receiver<bool>,
-    ) -> Option<JoinHandle<()>> {
+    ) -> Option<impl Future<Output = ()> + Send + 'static> {
         let pool = self.postgres_pool()?.clone();
-        Some(tokio::spawn(async move {
+        Some(async move {
             loop {
                 tokio::select! {
                     () = listen(&pool, &origin, &wake) => {}
@@ -59,7 +59,7 @@ impl Repository {
                     _ = stop.wait_for(|stopped| *stopped) => return,
                 }
             }
-        }))
+        })
     }
 }
 

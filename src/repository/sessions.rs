@@ -42,7 +42,7 @@ pub struct Rotation {
 
 /// Sessions revoked by a write and the revocations written to the outbox with them.
 #[derive(Debug, Default)]
-pub struct Revocations {
+pub struct RevokedSessions {
     pub sessions: Vec<Session>,
     pub revocations: Vec<Revocation>,
 }
@@ -54,7 +54,7 @@ pub enum PasswordChange {
         session: Session,
         /// The user's other sessions, revoked; the revocations include the
         /// caller's retired token.
-        revocations: Revocations,
+        revoked: RevokedSessions,
     },
     /// The password or the caller's token changed meanwhile; nothing was written.
     Conflict,
@@ -151,7 +151,7 @@ impl Repository {
         keep: Option<SessionId>,
         reason: RevocationReason,
         now: Timestamp,
-    ) -> Result<Revocations, RepositoryError> {
+    ) -> Result<RevokedSessions, RepositoryError> {
         let transaction = self.begin_write().await?;
         let revocations = revoke_user_sessions(&transaction, user_id, keep, reason, now).await?;
         transaction.commit().await?;
@@ -216,7 +216,7 @@ impl Repository {
         transaction.commit().await?;
         Ok(PasswordChange::Done {
             session,
-            revocations: Revocations {
+            revoked: RevokedSessions {
                 sessions: revoked,
                 revocations,
             },
@@ -231,7 +231,7 @@ pub(super) async fn revoke_user_sessions(
     keep: Option<SessionId>,
     reason: RevocationReason,
     now: Timestamp,
-) -> Result<Revocations, RepositoryError> {
+) -> Result<RevokedSessions, RepositoryError> {
     let mut condition = Condition::all().add(live_sessions_of(user_id, now));
     if let Some(keep) = keep {
         condition = condition.add(sessions::Column::Id.ne(keep.as_uuid()));
@@ -240,7 +240,7 @@ pub(super) async fn revoke_user_sessions(
     let revocations: Vec<Revocation> =
         sessions.iter().map(|session| Revocation::of_session(session, reason, now)).collect();
     append_events(&**transaction, &revocations).await?;
-    Ok(Revocations { sessions, revocations })
+    Ok(RevokedSessions { sessions, revocations })
 }
 
 /// The caller's token retired by `rotation`.

@@ -3,7 +3,7 @@
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, SqlErr};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{Repository, RepositoryError, Revocations, entities::users, sessions};
+use super::{Repository, RepositoryError, RevokedSessions, entities::users, sessions};
 use crate::domain::{RevocationReason, Roles, Timestamp, UserId, Username};
 
 /// A user as stored.
@@ -90,7 +90,7 @@ impl Repository {
         id: UserId,
         disabled: bool,
         now: Timestamp,
-    ) -> Result<Option<Revocations>, RepositoryError> {
+    ) -> Result<Option<RevokedSessions>, RepositoryError> {
         let transaction = self.begin_write().await?;
         let updated = users::Entity::update_many()
             .col_expr(users::Column::Disabled, disabled.into())
@@ -103,7 +103,7 @@ impl Repository {
         let revocations = if disabled {
             sessions::revoke_user_sessions(&transaction, id, None, RevocationReason::UserDisabled, now).await?
         } else {
-            Revocations::default()
+            RevokedSessions::default()
         };
         transaction.commit().await?;
         Ok(Some(revocations))

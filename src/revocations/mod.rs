@@ -21,6 +21,7 @@
 mod subscriber;
 
 use std::{
+    num::NonZeroUsize,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
@@ -34,6 +35,7 @@ use tracing::{debug, warn};
 
 use crate::{
     authority::{RevocationListener, SessionCache},
+    clock::SharedClock,
     domain::{Revocation, RevocationEvent},
     repository::{Repository, RepositoryError},
 };
@@ -59,8 +61,20 @@ pub enum FeedError {
     /// The client closed its stream; nobody is left to tell.
     #[error("the client went away")]
     ClientGone,
-    #[error(transparent)]
-    Repository(#[from] RepositoryError),
+    /// The database cannot be reached right now: the client resumes later.
+    #[error("database unavailable")]
+    Unavailable(#[source] RepositoryError),
+    #[error("reading the revocation outbox failed")]
+    Internal(#[source] RepositoryError),
+}
+
+impl From<RepositoryError> for FeedError {
+    fn from(error: RepositoryError) -> Self {
+        match error {
+            RepositoryError::Unavailable(_) => Self::Unavailable(error),
+            _ => Self::Internal(error),
+        }
+    }
 }
 
 /// How the feed paces itself.
@@ -72,52 +86,62 @@ pub struct FeedSettings {
     pub poll_interval: Duration,
     /// Events the broadcast holds for subscribers that have not read them
     /// yet; one further behind catches up from the database.
-    pub buffer: usize,
+    pub buffer: NonZeroUsize,
 }
 
 pub struct RevocationFeed {
     repository: Repository,
     sessions: Arc<SessionCache>,
+    clock: SharedClock,
     settings: FeedSettings,
     live: broadcast::Sender<Arc<RevocationEvent>>,
     wake: Notify,
     subscribers: AtomicUsize,
     /// Names this replica in announcements.
     origin: String,
+    /// The last cursor in the database when the feed was made: the follower
+    /// fans out what comes after it.
+    start_cursor: u64,
     shutdown: watch::Sender<bool>,
 }
 
 impl RevocationFeed {
-    /// A feed that starts following from the latest event in the database.
-    pub async fn start(
+    /// A feed that will follow the outbox from `latest`, the last cursor in
+    /// the database now. Nothing runs until the supervisor starts
+    /// [`RevocationFeed::follow`] and [`RevocationFeed::listen`].
+    pub fn new(
         repository: Repository,
         sessions: Arc<SessionCache>,
+        clock: SharedClock,
         settings: FeedSettings,
-    ) -> Result<Arc<Self>, RepositoryError> {
-        let latest = repository.cursor_bounds().await?.latest;
-        let (live, _) = broadcast::channel(settings.buffer.max(1));
-        let feed = Arc::new(Self {
+        latest: u64,
+    ) -> Arc<Self> {
+        let (live, _) = broadcast::channel(settings.buffer.get());
+        Arc::new(Self {
             repository,
             sessions,
+            clock,
             settings,
             live,
             wake: Notify::new(),
             subscribers: AtomicUsize::new(0),
             origin: uuid::Uuid::new_v4().to_string(),
             shutdown: watch::Sender::new(false),
-        });
-        tokio::spawn(feed.clone().follow(latest));
-        let weak = Arc::downgrade(&feed);
-        feed.repository.listen_for_revocations(
-            feed.origin.clone(),
-            move || {
-                if let Some(feed) = weak.upgrade() {
-                    feed.wake();
-                }
-            },
-            feed.shutdown.subscribe(),
-        );
-        Ok(feed)
+            start_cursor: latest,
+        })
+    }
+
+    /// The task that wakes the follower whenever another replica announces
+    /// revocations (PostgreSQL LISTEN/NOTIFY), until the feed shuts down;
+    /// `None` on SQLite, which has one process.
+    pub fn listener(self: &Arc<Self>) -> Option<impl Future<Output = ()> + Send + 'static> {
+        let weak = Arc::downgrade(self);
+        let wake = move || {
+            if let Some(feed) = weak.upgrade() {
+                feed.wake();
+            }
+        };
+        self.repository.clone().listen_for_revocations(self.origin.clone(), wake, self.shutdown.subscribe())
     }
 
     /// Ends every subscription (with UNAVAILABLE) and stops the follower.
@@ -155,8 +179,10 @@ impl RevocationFeed {
         Ok(ReceiverStream::new(receiver))
     }
 
-    /// The follower: `published` is the last cursor it has fanned out.
-    async fn follow(self: Arc<Self>, mut published: u64) {
+    /// The follower task: reads the outbox after the last cursor it has fanned
+    /// out, whenever woken and every poll interval, until the feed shuts down.
+    pub async fn follow(self: Arc<Self>) {
+        let mut published = self.start_cursor;
         let mut shutdown = self.shutdown.subscribe();
         loop {
             tokio::select! {

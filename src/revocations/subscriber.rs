@@ -12,10 +12,7 @@ use tokio::{
 };
 
 use super::{FeedError, PAGE_SIZE, RevocationFeed};
-use crate::{
-    domain::{RevocationEvent, Timestamp},
-    repository::CursorBounds,
-};
+use crate::{domain::RevocationEvent, repository::CursorBounds};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WatchRequest {
@@ -154,7 +151,7 @@ async fn send_snapshot(
     sender: &Sender,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Result<(), FeedError> {
-    let now = Timestamp::now();
+    let now = feed.clock.now();
     let mut after = 0;
     loop {
         let page = feed.repository.unexpired_events(after, through, now, PAGE_SIZE).await?;

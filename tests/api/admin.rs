@@ -35,7 +35,7 @@ async fn admin_calls_need_a_configured_key() {
 
 #[tokio::test]
 async fn with_no_admin_key_configured_every_admin_call_is_denied() {
-    let mut app = TestConfig::default().without("--admin-api-keys").spawn().await;
+    let mut app = TestConfig::default().configure(|config| config.api_keys.admin.clear()).spawn().await;
 
     let result = app.admin.create_user(admin_request(create("alice"))).await;
 

@@ -1,15 +1,16 @@
 //! Starting a server for a test, and small conveniences for talking to it.
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, num::NonZeroUsize, sync::Arc, time::Duration};
 
-use clap::Parser;
 use tempfile::TempDir;
 use token_authority::{
+    clock::ManualClock,
+    config::Config,
+    domain::password_hash::Argon2Settings,
     proto::{
         self, token_authority_admin_client::TokenAuthorityAdminClient, token_authority_client::TokenAuthorityClient,
     },
     repository::{DatabaseConfig, Repository},
-    settings::{Cli, Command, ServeSettings},
     startup::Application,
 };
 use tokio::{sync::oneshot, task::JoinHandle};
@@ -29,44 +30,45 @@ pub struct TestApp {
     pub client: TokenAuthorityClient<Channel>,
     pub admin: TokenAuthorityAdminClient<Channel>,
     pub database_url: String,
-    args: Vec<String>,
+    /// The server's clock: tests move it instead of sleeping.
+    pub clock: ManualClock,
+    config: TestConfig,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<anyhow::Result<()>>>,
     /// Keeps the database file alive as long as the app.
-    _directory: std::sync::Arc<TempDir>,
+    _directory: Arc<TempDir>,
 }
 
-/// Builds the settings of a test server: cheap argon2 (the tests check
-/// behaviour, not cost), a known secret and admin key, extra flags on top.
+/// The configuration of a test server: the defaults, with cheap argon2 (the
+/// tests check behaviour, not cost), a known secret and keys, no leeway, and
+/// a clock of its own that only moves when the test says so.
+#[derive(Clone)]
 pub struct TestConfig {
-    args: Vec<String>,
+    pub config: Config,
+    pub clock: ManualClock,
 }
 
 impl Default for TestConfig {
     fn default() -> Self {
-        let args = [
-            "--listen-addr",
-            "127.0.0.1:0",
-            "--admin-api-keys",
-            ADMIN_KEY,
-            "--service-api-keys",
-            SERVICE_KEY,
-            "--jwt-secret",
-            JWT_SECRET,
-            "--argon2-memory-kib",
-            "64",
-            "--argon2-iterations",
-            "1",
-            "--argon2-parallelism",
-            "1",
-            "--jwt-leeway",
-            "0s",
-            // Tests log the same user in many times; the throttle has its own test.
-            "--login-attempts-per-minute",
-            "0",
-        ];
+        let mut config = Config {
+            listen_addr: "127.0.0.1:0".parse().expect("an address"),
+            ..Config::default()
+        };
+        config.api_keys.admin = vec![ADMIN_KEY.into()];
+        config.api_keys.service = vec![SERVICE_KEY.into()];
+        config.tokens.signing_secret = Some(JWT_SECRET.into());
+        config.tokens.policy.leeway = Duration::ZERO;
+        config.argon2 = Argon2Settings {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        };
+        config.password_hashing.threads = NonZeroUsize::new(2).expect("not zero");
+        // Tests log the same user in many times; the throttle has its own test.
+        config.login_attempts_per_minute = None;
         Self {
-            args: args.iter().map(ToString::to_string).collect(),
+            config,
+            clock: ManualClock::starting_now(),
         }
     }
 }
@@ -75,45 +77,40 @@ impl TestConfig {
     /// Tokens live one second (remember-me ones still 30 days), with no
     /// grace and no refresh window.
     pub fn short_lived() -> Self {
-        Self::default()
-            .with("--jwt-expires-in", "1s")
-            .with("--jwt-refresh-window", "0s")
-            .with("--jwt-rotation-grace", "0s")
+        Self::default().configure(|config| {
+            config.tokens.lifetimes.standard = Duration::from_secs(1);
+            config.tokens.lifetimes.refresh_window = Duration::ZERO;
+            config.tokens.lifetimes.rotation_grace = Duration::ZERO;
+        })
     }
 
-    /// Adds (or overrides) a flag.
-    pub fn with(mut self, flag: &str, value: &str) -> Self {
-        if let Some(position) = self.args.iter().position(|arg| arg == flag) {
-            self.args[position + 1] = value.to_owned();
-        } else {
-            self.args.push(flag.to_owned());
-            self.args.push(value.to_owned());
-        }
+    /// Changes the configuration.
+    pub fn configure(mut self, change: impl FnOnce(&mut Config)) -> Self {
+        change(&mut self.config);
         self
     }
 
-    pub fn without(mut self, flag: &str) -> Self {
-        if let Some(position) = self.args.iter().position(|arg| arg == flag) {
-            self.args.drain(position..position + 2);
-        }
-        self
+    /// The rotation grace period, in whole seconds.
+    pub fn rotation_grace(self, seconds: u64) -> Self {
+        self.configure(|config| config.tokens.lifetimes.rotation_grace = Duration::from_secs(seconds))
     }
 
-    /// A server on the same database as `app` (which should be stopped).
-    pub async fn spawn_sharing_database(self, app: &TestApp) -> TestApp {
-        TestApp::start(self.args, app.database_url.clone(), app._directory.clone()).await
+    /// A server on the same database and clock as `app` (which may be stopped).
+    pub async fn spawn_sharing_database(mut self, app: &TestApp) -> TestApp {
+        self.clock = app.clock.clone();
+        TestApp::start(self, app.database_url.clone(), app._directory.clone()).await
     }
 
     /// A server on the database at `database_url`.
     pub async fn spawn_on(self, database_url: String) -> TestApp {
-        let directory = std::sync::Arc::new(TempDir::new().expect("temporary directory"));
-        TestApp::start(self.args, database_url, directory).await
+        let directory = Arc::new(TempDir::new().expect("temporary directory"));
+        TestApp::start(self, database_url, directory).await
     }
 
     pub async fn spawn(self) -> TestApp {
-        let directory = std::sync::Arc::new(TempDir::new().expect("temporary directory"));
+        let directory = Arc::new(TempDir::new().expect("temporary directory"));
         let database_url = fresh_database_url(directory.path()).await;
-        TestApp::start(self.args, database_url, directory).await
+        TestApp::start(self, database_url, directory).await
     }
 }
 
@@ -121,7 +118,7 @@ impl TestConfig {
 pub async fn expired_session() -> (TestApp, proto::LoginResponse) {
     let mut app = TestConfig::short_lived().spawn().await;
     let login = app.user_with_session("alice").await;
-    sleep(Duration::from_millis(2100)).await;
+    app.clock.advance(Duration::from_secs(2));
     (app, login)
 }
 
@@ -158,20 +155,12 @@ pub async fn spawn_app() -> TestApp {
     TestConfig::default().spawn().await
 }
 
-fn settings(args: &[String], database_url: &str) -> ServeSettings {
-    let mut argv = vec!["token-authority".to_owned(), "serve".to_owned()];
-    argv.extend(args.iter().cloned());
-    argv.push("--database-url".into());
-    argv.push(database_url.into());
-    match Cli::try_parse_from(argv).expect("test settings parse").command {
-        Command::Serve(settings) => *settings,
-        _ => unreachable!("serve parses as serve"),
-    }
-}
-
 impl TestApp {
-    async fn start(args: Vec<String>, database_url: String, directory: std::sync::Arc<TempDir>) -> Self {
-        let application = Application::build(settings(&args, &database_url)).await.expect("the application builds");
+    async fn start(config: TestConfig, database_url: String, directory: Arc<TempDir>) -> Self {
+        let mut server_config = config.config.clone();
+        server_config.database.url = database_url.clone();
+        let application =
+            Application::build(server_config, config.clock.shared()).await.expect("the application builds");
         let address = application.local_addr();
         let metrics_address = application.metrics_addr();
         let (shutdown, stopped) = oneshot::channel::<()>();
@@ -189,7 +178,8 @@ impl TestApp {
             client: TokenAuthorityClient::new(channel.clone()),
             admin: TokenAuthorityAdminClient::new(channel),
             database_url,
-            args,
+            clock: config.clock.clone(),
+            config,
             shutdown: Some(shutdown),
             server: Some(server),
             _directory: directory,
@@ -209,8 +199,8 @@ impl TestApp {
     /// Stops the server and starts a new one on the same database.
     pub async fn restart(mut self) -> TestApp {
         self.stop().await;
-        let args = std::mem::take(&mut self.args);
-        TestApp::start(args, self.database_url.clone(), self._directory.clone()).await
+        let config = self.config.clone();
+        TestApp::start(config, self.database_url.clone(), self._directory.clone()).await
     }
 
     pub fn channel_uri(&self) -> String {

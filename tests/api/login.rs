@@ -1,9 +1,11 @@
 //! Login: sessions, lifetimes, and refusals that reveal nothing.
 
+use std::num::{NonZeroU32, NonZeroUsize};
 use token_authority::{
     proto::{self, VerifyReason},
     repository::{DatabaseConfig, Repository},
 };
+
 use tonic::Code;
 
 use crate::helpers::{PASSWORD, TestConfig, assert_status, claims_of, header_of, reason, seconds, spawn_app};
@@ -52,8 +54,10 @@ async fn remember_me_lasts_30_days() {
 #[tokio::test]
 async fn lifetimes_follow_the_settings() {
     let mut app = TestConfig::default()
-        .with("--jwt-expires-in", "90m")
-        .with("--jwt-refresh-window", "10m")
+        .configure(|config| {
+            config.tokens.lifetimes.standard = std::time::Duration::from_secs(90 * 60);
+            config.tokens.lifetimes.refresh_window = std::time::Duration::from_secs(10 * 60);
+        })
         .spawn()
         .await;
     app.create_user("alice", PASSWORD, &[]).await;
@@ -165,7 +169,10 @@ async fn a_login_with_outdated_argon2_parameters_upgrades_the_hash() {
     let mut app = spawn_app().await;
     app.create_user("alice", PASSWORD, &[]).await;
     app.stop().await;
-    let mut app = TestConfig::default().with("--argon2-memory-kib", "128").spawn_sharing_database(&app).await;
+    let mut app = TestConfig::default()
+        .configure(|config| config.argon2.memory_kib = 128)
+        .spawn_sharing_database(&app)
+        .await;
 
     app.login("alice", PASSWORD).await.unwrap();
 
@@ -189,7 +196,7 @@ async fn a_login_with_outdated_argon2_parameters_upgrades_the_hash() {
 
 #[tokio::test]
 async fn sessions_and_tokens_survive_a_restart() {
-    let mut app = TestConfig::default().without("--jwt-secret").spawn().await;
+    let mut app = TestConfig::default().configure(|config| config.tokens.signing_secret = None).spawn().await;
     let login = app.user_with_session("alice").await;
 
     let mut app = app.restart().await;
@@ -204,7 +211,10 @@ async fn sessions_and_tokens_survive_a_restart() {
 #[tokio::test]
 async fn password_guessing_is_throttled_per_username() {
     use tonic_types::StatusExt;
-    let mut app = TestConfig::default().with("--login-attempts-per-minute", "3").spawn().await;
+    let mut app = TestConfig::default()
+        .configure(|config| config.login_attempts_per_minute = NonZeroU32::new(3))
+        .spawn()
+        .await;
     app.create_user("alice", PASSWORD, &[]).await;
     for _ in 0..3 {
         assert_status(app.login("alice", "a guess").await, Code::Unauthenticated, "invalid username or password");
@@ -220,7 +230,10 @@ async fn password_guessing_is_throttled_per_username() {
 
 #[tokio::test]
 async fn the_throttle_also_counts_password_changes() {
-    let mut app = TestConfig::default().with("--login-attempts-per-minute", "3").spawn().await;
+    let mut app = TestConfig::default()
+        .configure(|config| config.login_attempts_per_minute = NonZeroU32::new(3))
+        .spawn()
+        .await;
     let login = app.user_with_session("alice").await;
     let change = |current: &str| proto::ChangePasswordRequest {
         access_token: login.access_token.clone(),
@@ -240,10 +253,11 @@ async fn the_throttle_also_counts_password_changes() {
 #[tokio::test]
 async fn a_full_password_queue_answers_resource_exhausted_at_once() {
     let mut app = TestConfig::default()
-        .with("--argon2-memory-kib", "19456")
-        .with("--argon2-iterations", "2")
-        .with("--password-hashing-threads", "1")
-        .with("--password-hashing-queue", "1")
+        .configure(|config| {
+            config.argon2 = token_authority::domain::password_hash::Argon2Settings::default();
+            config.password_hashing.threads = NonZeroUsize::MIN;
+            config.password_hashing.queue = NonZeroUsize::MIN;
+        })
         .spawn()
         .await;
     app.create_user("alice", PASSWORD, &[]).await;

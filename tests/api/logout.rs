@@ -29,7 +29,7 @@ async fn logout_takes_an_expired_token() {
 
 #[tokio::test]
 async fn logout_takes_a_rotated_token() {
-    let mut app = TestConfig::default().with("--jwt-rotation-grace", "0s").spawn().await;
+    let mut app = TestConfig::default().rotation_grace(0).spawn().await;
     let login = app.user_with_session("alice").await;
     let refreshed = app.refresh(&login.access_token).await.unwrap();
 
@@ -49,7 +49,7 @@ async fn list_sessions_shows_at_most_the_newest_thousand() {
         refresh_window: std::time::Duration::ZERO,
         rotation_grace: std::time::Duration::ZERO,
     };
-    let earlier = token_authority::domain::Timestamp::now().minus(std::time::Duration::from_secs(60));
+    let earlier = token_authority::clock::Clock::now(&app.clock).minus(std::time::Duration::from_secs(60));
     let older: Vec<_> = (0..1200)
         .map(|_| token_authority::domain::Session::open(user_id, false, Default::default(), &lifetimes, earlier))
         .collect();

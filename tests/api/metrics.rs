@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use crate::helpers::{PASSWORD, TestApp, TestConfig, sleep, spawn_app};
+use crate::helpers::{PASSWORD, TestApp, TestConfig, spawn_app};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Scrapes `/metrics` and returns every sample line as name{labels} -> value.
@@ -31,8 +31,8 @@ fn delta(before: &HashMap<String, f64>, after: &HashMap<String, f64>, sample: &s
 #[tokio::test]
 async fn counters_gauges_and_latencies_are_scraped() {
     let mut app = TestConfig::default()
-        .with("--metrics-addr", "127.0.0.1:0")
-        .with("--jwt-rotation-grace", "0s")
+        .configure(|config| config.metrics_addr = Some("127.0.0.1:0".parse().unwrap()))
+        .rotation_grace(0)
         .spawn()
         .await;
     app.create_user("alice", PASSWORD, &[]).await;
@@ -44,12 +44,11 @@ async fn counters_gauges_and_latencies_are_scraped() {
     app.verify(&login.access_token).await;
     app.verify("not.a.token").await;
     app.refresh(&login.access_token).await.unwrap();
-    sleep(std::time::Duration::from_millis(20)).await;
+    app.clock.advance(std::time::Duration::from_millis(20));
     let _ = app.refresh(&login.access_token).await; // reuse: revokes the session
     let other = app.login("alice", PASSWORD).await.unwrap();
     app.logout(&other.access_token).await.unwrap();
     let _stream = app.watch(0, false).await.unwrap();
-    sleep(std::time::Duration::from_millis(50)).await;
     let after = scrape(&app).await;
 
     let expected = [

@@ -5,7 +5,7 @@ use std::time::Duration;
 use token_authority::proto::{self, VerifyReason};
 use tonic::Code;
 
-use crate::helpers::{PASSWORD, TestApp, TestConfig, assert_status, reason, sleep, spawn_app};
+use crate::helpers::{PASSWORD, TestApp, TestConfig, assert_status, reason, spawn_app};
 
 const NEW_PASSWORD: &str = "a brand new passphrase";
 
@@ -27,13 +27,13 @@ async fn change_password(
 
 #[tokio::test]
 async fn changing_the_password_revokes_other_sessions_and_rotates_the_callers() {
-    let mut app = TestConfig::default().with("--jwt-rotation-grace", "0s").spawn().await;
+    let mut app = TestConfig::default().rotation_grace(0).spawn().await;
     let caller = app.user_with_session("alice").await;
     let other = app.login("alice", PASSWORD).await.unwrap();
     let bystander = app.user_with_session("bob").await;
 
     let changed = change_password(&mut app, &caller.access_token, PASSWORD, NEW_PASSWORD).await.unwrap();
-    sleep(Duration::from_millis(20)).await;
+    app.clock.advance(Duration::from_millis(20));
 
     assert_eq!(changed.revoked_count, 1);
     assert_eq!(reason(&app.verify(&other.access_token).await), VerifyReason::Revoked);

@@ -6,13 +6,13 @@ use futures::future::join_all;
 use token_authority::proto::{self, VerifyReason};
 use tonic::Code;
 
-use crate::helpers::{TestConfig, assert_status, claims_of, reason, refresh_on, seconds, sleep, spawn_app};
+use crate::helpers::{TestConfig, assert_status, claims_of, reason, refresh_on, seconds, spawn_app};
 
 #[tokio::test]
 async fn refresh_rotates_to_a_new_token_with_a_fresh_lifetime() {
     let mut app = spawn_app().await;
     let login = app.user_with_session("alice").await;
-    sleep(Duration::from_millis(1100)).await; // a later second: a later expiry
+    app.clock.advance(Duration::from_millis(1100)); // a later second: a later expiry
 
     let refreshed = app.refresh(&login.access_token).await.unwrap();
 
@@ -43,11 +43,11 @@ async fn a_retry_within_the_grace_period_gets_the_same_new_token() {
 
 #[tokio::test]
 async fn a_retired_token_after_the_grace_period_is_rotated_for_verify() {
-    let mut app = TestConfig::default().with("--jwt-rotation-grace", "1s").spawn().await;
+    let mut app = TestConfig::default().rotation_grace(1).spawn().await;
     let login = app.user_with_session("alice").await;
     let refreshed = app.refresh(&login.access_token).await.unwrap();
 
-    sleep(Duration::from_millis(1500)).await;
+    app.clock.advance(Duration::from_millis(1500));
 
     assert_eq!(reason(&app.verify(&login.access_token).await), VerifyReason::Rotated);
     assert_eq!(reason(&app.verify(&refreshed.access_token).await), VerifyReason::Ok);
@@ -55,10 +55,10 @@ async fn a_retired_token_after_the_grace_period_is_rotated_for_verify() {
 
 #[tokio::test]
 async fn reuse_after_the_grace_period_revokes_the_whole_session() {
-    let mut app = TestConfig::default().with("--jwt-rotation-grace", "1s").spawn().await;
+    let mut app = TestConfig::default().rotation_grace(1).spawn().await;
     let login = app.user_with_session("alice").await;
     let refreshed = app.refresh(&login.access_token).await.unwrap();
-    sleep(Duration::from_millis(1500)).await;
+    app.clock.advance(Duration::from_millis(1500));
 
     let reuse = app.refresh(&login.access_token).await;
 

@@ -6,7 +6,8 @@ use std::{collections::BTreeSet, time::Duration};
 use futures::future::join_all;
 use token_authority::{
     authority::cleanup,
-    domain::{SessionId, Timestamp},
+    clock::Clock,
+    domain::SessionId,
     proto::{self, RevocationEventKind as Kind, RevocationReason as Reason},
 };
 use tonic::Code;
@@ -52,14 +53,14 @@ async fn logout_all_of(app: &TestApp, sessions: &[proto::LoginResponse]) {
 
 #[tokio::test]
 async fn every_kind_of_revocation_reaches_a_subscriber() {
-    let mut app = TestConfig::default().with("--jwt-rotation-grace", "0s").spawn().await;
+    let mut app = TestConfig::default().rotation_grace(0).spawn().await;
     let mut stream = app.watch(0, false).await.unwrap();
     let alice = app.user_with_session("alice").await;
 
     // ROTATED
     let rotated = app.refresh(&alice.access_token).await.unwrap();
     // REUSE_DETECTED (the retired token again, past the grace period)
-    sleep(Duration::from_millis(20)).await;
+    app.clock.advance(Duration::from_millis(20));
     assert!(app.refresh(&alice.access_token).await.is_err());
     // LOGOUT
     let bob = app.user_with_session("bob").await;
@@ -183,10 +184,12 @@ async fn resuming_works_across_a_server_restart() {
 async fn snapshot_then_live_events_equal_the_truth() {
     // Standard tokens live 3 seconds, remember-me ones an hour.
     let mut app = TestConfig::default()
-        .with("--jwt-expires-in", "3s")
-        .with("--jwt-remember-me-expires-in", "1h")
-        .with("--jwt-refresh-window", "1s")
-        .with("--jwt-rotation-grace", "1s")
+        .configure(|config| {
+            config.tokens.lifetimes.standard = Duration::from_secs(3);
+            config.tokens.lifetimes.remember_me = Duration::from_secs(3600);
+            config.tokens.lifetimes.refresh_window = Duration::from_secs(1);
+        })
+        .rotation_grace(1)
         .spawn()
         .await;
     app.create_user("alice", PASSWORD, &[]).await;
@@ -201,7 +204,7 @@ async fn snapshot_then_live_events_equal_the_truth() {
     app.refresh(&rotated.access_token).await.unwrap();
     // Untouched: nowhere.
     let untouched = app.login_remembered("alice").await;
-    sleep(Duration::from_millis(3100)).await;
+    app.clock.advance(Duration::from_secs(4));
 
     let mut stream = app.watch(0, true).await.unwrap();
     let mut snapshot = Vec::new();
@@ -264,7 +267,10 @@ async fn two_hundred_subscribers_all_see_a_burst_of_a_thousand_revocations() {
 
 #[tokio::test]
 async fn a_subscriber_that_reads_nothing_does_not_hold_up_logout_or_lose_events() {
-    let mut app = TestConfig::default().with("--revocation-buffer", "16").spawn().await;
+    let mut app = TestConfig::default()
+        .configure(|config| config.revocations.buffer = std::num::NonZeroUsize::new(16).unwrap())
+        .spawn()
+        .await;
     let sessions = sessions_of(&mut app, "alice", 300).await;
     // A tiny HTTP/2 window: the server cannot push ahead into the stalled
     // client's buffers, so its subscription really falls behind.
@@ -294,7 +300,10 @@ async fn a_subscriber_that_reads_nothing_does_not_hold_up_logout_or_lose_events(
 
 #[tokio::test]
 async fn heartbeats_arrive_on_an_idle_stream_with_the_latest_cursor() {
-    let mut app = TestConfig::default().with("--revocation-heartbeat", "100ms").spawn().await;
+    let mut app = TestConfig::default()
+        .configure(|config| config.revocations.heartbeat = Duration::from_millis(100))
+        .spawn()
+        .await;
     let login = app.user_with_session("alice").await;
     app.logout(&login.access_token).await.unwrap();
     let mut stream = app.watch(0, false).await.unwrap();
@@ -313,11 +322,13 @@ async fn heartbeats_arrive_on_an_idle_stream_with_the_latest_cursor() {
 /// A server whose tokens all expire within a second and whose events are
 /// kept no longer than that.
 async fn short_retention_app() -> TestApp {
-    TestConfig::short_lived()
-        .with("--jwt-remember-me-expires-in", "1s")
-        .with("--revocation-retention-margin", "0s")
-        .spawn()
-        .await
+    TestConfig::short_lived().configure(short_retention).spawn().await
+}
+
+/// Every token expires within a second, and events are kept no longer.
+fn short_retention(config: &mut token_authority::config::Config) {
+    config.tokens.lifetimes.remember_me = Duration::from_secs(1);
+    config.cleanup.policy.event_retention = Duration::from_secs(1);
 }
 
 fn policy() -> token_authority::authority::CleanupPolicy {
@@ -332,8 +343,8 @@ async fn a_cursor_older_than_the_retained_history_is_out_of_range() {
     let mut app = short_retention_app().await;
     let sessions = sessions_of(&mut app, "alice", 3).await;
     logout_all_of(&app, &sessions).await;
-    sleep(Duration::from_millis(2100)).await;
-    let report = cleanup(&app.repository().await, None, &policy(), Timestamp::now()).await.unwrap();
+    app.clock.advance(Duration::from_millis(2100));
+    let report = cleanup(&app.repository().await, None, &policy(), app.clock.now()).await.unwrap();
     assert_eq!(report.events_deleted, 3);
 
     let too_old = app.watch(1, false).await;
@@ -355,10 +366,10 @@ async fn cleanup_removes_expired_rows_and_keeps_live_ones() {
     let live = app.login_remembered("alice").await;
     let revoked_live = app.login_remembered("alice").await;
     app.logout(&revoked_live.access_token).await.unwrap();
-    sleep(Duration::from_millis(2100)).await;
+    app.clock.advance(Duration::from_millis(2100));
     let repository = app.repository().await;
 
-    let report = cleanup(&repository, None, &policy(), Timestamp::now()).await.unwrap();
+    let report = cleanup(&repository, None, &policy(), app.clock.now()).await.unwrap();
 
     assert_eq!(report.sessions_deleted, 2, "the two expired sessions, revoked or not");
     let exists = |login: &proto::LoginResponse| {
@@ -373,7 +384,7 @@ async fn cleanup_removes_expired_rows_and_keeps_live_ones() {
     assert_eq!(report.events_deleted, 2, "both revocation events are older than the retention");
     let verified = app.verify(&live.access_token).await;
     assert!(verified.valid);
-    let again = cleanup(&repository, None, &policy(), Timestamp::now()).await.unwrap();
+    let again = cleanup(&repository, None, &policy(), app.clock.now()).await.unwrap();
     assert_eq!((again.sessions_deleted, again.events_deleted), (0, 0));
 }
 
@@ -423,15 +434,17 @@ async fn shutdown_ends_streams_with_unavailable() {
 async fn the_server_cleans_up_by_itself_every_cleanup_interval() {
     // Tokens and events last a second; cleanup runs five times a second.
     let mut app = TestConfig::short_lived()
-        .with("--jwt-remember-me-expires-in", "1s")
-        .with("--revocation-retention-margin", "0s")
-        .with("--cleanup-interval", "200ms")
+        .configure(|config| {
+            short_retention(config);
+            config.cleanup.interval = Duration::from_millis(200);
+        })
         .spawn()
         .await;
     let login = app.user_with_session("alice").await;
     app.logout(&login.access_token).await.unwrap();
     let repository = app.repository().await;
     assert_eq!(repository.cursor_bounds().await.unwrap().pruned_through, 0);
+    app.clock.advance(Duration::from_secs(2));
 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while repository.cursor_bounds().await.unwrap().pruned_through == 0 {

@@ -6,7 +6,7 @@ use serde_json::json;
 use token_authority::proto::{self, VerifyReason};
 use tonic::Code;
 
-use crate::helpers::{TestConfig, assert_status, claims_of, forge_token, header_of, reason, seconds, sleep, spawn_app};
+use crate::helpers::{TestConfig, assert_status, claims_of, forge_token, header_of, reason, seconds, spawn_app};
 
 #[tokio::test]
 async fn a_valid_token_verifies_with_its_claims() {
@@ -29,16 +29,18 @@ async fn a_valid_token_verifies_with_its_claims() {
 #[tokio::test]
 async fn needs_refresh_is_set_within_the_refresh_window() {
     let mut app = TestConfig::default()
-        .with("--jwt-expires-in", "1h")
-        // The window opens 3 s after the token's iat (whole seconds, so
-        // at most 3 s and at least 2 s after the login).
-        .with("--jwt-refresh-window", "59m57s")
+        .configure(|config| {
+            // The window opens 3 s after the token's iat.
+            config.tokens.lifetimes.standard = Duration::from_secs(3600);
+            config.tokens.lifetimes.refresh_window = Duration::from_secs(3597);
+        })
         .spawn()
         .await;
     let login = app.user_with_session("alice").await;
+    app.clock.advance(Duration::from_millis(1900));
     assert!(!app.verify(&login.access_token).await.needs_refresh);
 
-    sleep(Duration::from_millis(3100)).await;
+    app.clock.advance(Duration::from_millis(1100));
 
     let verified = app.verify(&login.access_token).await;
     assert!(verified.valid);
@@ -77,8 +79,10 @@ async fn every_kind_of_bad_token_gets_its_reason() {
     tampered[inside] = if tampered[inside] == 'A' { 'B' } else { 'A' };
     let tampered: String = tampered.into_iter().collect();
     let other_key = {
-        let mut other =
-            TestConfig::default().with("--jwt-secret", "another-secret-that-is-32-bytes-or-more").spawn().await;
+        let mut other = TestConfig::default()
+            .configure(|config| config.tokens.signing_secret = Some("another-secret-that-is-32-bytes-or-more".into()))
+            .spawn()
+            .await;
         other.user_with_session("alice").await.access_token
     };
     let cases = [
@@ -125,10 +129,10 @@ async fn the_none_algorithm_and_other_algorithms_are_refused() {
 
 #[tokio::test]
 async fn revoked_and_rotated_tokens_are_never_valid() {
-    let mut app = TestConfig::default().with("--jwt-rotation-grace", "0s").spawn().await;
+    let mut app = TestConfig::default().rotation_grace(0).spawn().await;
     let login = app.user_with_session("alice").await;
     let refreshed = app.refresh(&login.access_token).await.unwrap();
-    sleep(Duration::from_millis(20)).await;
+    app.clock.advance(Duration::from_millis(20));
 
     assert_eq!(reason(&app.verify(&login.access_token).await), VerifyReason::Rotated);
 
@@ -181,8 +185,10 @@ async fn rotating_the_secret_keeps_tokens_signed_with_the_previous_one() {
     app.stop().await;
 
     let mut rotated = TestConfig::default()
-        .with("--jwt-secret", NEW_SECRET)
-        .with("--jwt-accepted-secrets", crate::helpers::JWT_SECRET)
+        .configure(|config| {
+            config.tokens.signing_secret = Some(NEW_SECRET.into());
+            config.tokens.accepted_secrets = vec![crate::helpers::JWT_SECRET.into()];
+        })
         .spawn_sharing_database(&app)
         .await;
     assert_eq!(reason(&rotated.verify(&login.access_token).await), VerifyReason::Ok);
@@ -190,7 +196,10 @@ async fn rotating_the_secret_keeps_tokens_signed_with_the_previous_one() {
     assert_ne!(header_of(&refreshed.access_token)["kid"], header_of(&login.access_token)["kid"]);
     rotated.stop().await;
 
-    let mut finished = TestConfig::default().with("--jwt-secret", NEW_SECRET).spawn_sharing_database(&app).await;
+    let mut finished = TestConfig::default()
+        .configure(|config| config.tokens.signing_secret = Some(NEW_SECRET.into()))
+        .spawn_sharing_database(&app)
+        .await;
     assert_eq!(reason(&finished.verify(&refreshed.access_token).await), VerifyReason::Ok);
     assert_eq!(reason(&finished.verify(&login.access_token).await), VerifyReason::BadSignature);
 }

@@ -21,6 +21,18 @@ pub struct Argon2Settings {
     pub parallelism: u32,
 }
 
+impl Argon2Settings {
+    /// Checks the parameters against argon2's own limits.
+    pub fn check(&self) -> Result<(), PasswordHashError> {
+        self.params().map(drop)
+    }
+
+    fn params(&self) -> Result<Params, PasswordHashError> {
+        Params::new(self.memory_kib, self.iterations, self.parallelism, None)
+            .map_err(PasswordHashError::InvalidSettings)
+    }
+}
+
 impl Default for Argon2Settings {
     /// OWASP's recommended minimum for argon2id.
     fn default() -> Self {
@@ -34,12 +46,12 @@ impl Default for Argon2Settings {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PasswordHashError {
-    #[error("invalid argon2 parameters: {0}")]
-    InvalidSettings(String),
+    #[error("invalid argon2 parameters")]
+    InvalidSettings(#[source] argon2::Error),
     #[error("stored password hash is not a valid PHC string")]
     CorruptHash,
-    #[error("argon2 failed: {0}")]
-    Hashing(String),
+    #[error("argon2 failed")]
+    Hashing(#[source] argon2::password_hash::Error),
 }
 
 /// The outcome of checking a password.
@@ -51,7 +63,7 @@ pub struct PasswordCheck {
     pub needs_rehash: bool,
 }
 
-pub struct PasswordHasher {
+pub struct Argon2Hasher {
     argon2: Argon2<'static>,
     settings: Argon2Settings,
     /// Verified against when the user does not exist, so that an unknown user
@@ -59,15 +71,12 @@ pub struct PasswordHasher {
     dummy_hash: String,
 }
 
-impl PasswordHasher {
+impl Argon2Hasher {
     pub fn new(settings: Argon2Settings) -> Result<Self, PasswordHashError> {
-        let params = Params::new(settings.memory_kib, settings.iterations, settings.parallelism, None)
-            .map_err(|error| PasswordHashError::InvalidSettings(error.to_string()))?;
+        let params = settings.params()?;
         let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-        let dummy_hash = argon2
-            .hash_password(b"no user has this password")
-            .map_err(|error| PasswordHashError::Hashing(error.to_string()))?
-            .to_string();
+        let dummy_hash =
+            argon2.hash_password(b"no user has this password").map_err(PasswordHashError::Hashing)?.to_string();
         Ok(Self {
             argon2,
             settings,
@@ -80,7 +89,7 @@ impl PasswordHasher {
         self.argon2
             .hash_password(password.expose().as_bytes())
             .map(|hash| hash.to_string())
-            .map_err(|error| PasswordHashError::Hashing(error.to_string()))
+            .map_err(PasswordHashError::Hashing)
     }
 
     /// Checks `password` against a stored PHC string, or against the dummy
@@ -133,7 +142,7 @@ mod tests {
 
     #[test]
     fn hash_is_argon2id_phc_and_verifies() {
-        let hasher = PasswordHasher::new(cheap()).unwrap();
+        let hasher = Argon2Hasher::new(cheap()).unwrap();
         let hash = hasher.hash(&password("correct horse")).unwrap();
         assert!(hash.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{hash}");
         let check = hasher.verify(&password("correct horse"), Some(&hash)).unwrap();
@@ -149,7 +158,7 @@ mod tests {
 
     #[test]
     fn long_passwords_are_not_truncated() {
-        let hasher = PasswordHasher::new(cheap()).unwrap();
+        let hasher = Argon2Hasher::new(cheap()).unwrap();
         let long = "p".repeat(1000);
         let hash = hasher.hash(&password(&long)).unwrap();
         assert!(hasher.verify(&password(&long), Some(&hash)).unwrap().matches);
@@ -159,9 +168,9 @@ mod tests {
 
     #[test]
     fn older_parameters_ask_for_a_rehash() {
-        let old = PasswordHasher::new(cheap()).unwrap();
+        let old = Argon2Hasher::new(cheap()).unwrap();
         let hash = old.hash(&password("correct horse")).unwrap();
-        let stronger = PasswordHasher::new(Argon2Settings {
+        let stronger = Argon2Hasher::new(Argon2Settings {
             memory_kib: 128,
             ..cheap()
         })
@@ -180,14 +189,14 @@ mod tests {
 
     #[test]
     fn unknown_user_never_matches() {
-        let hasher = PasswordHasher::new(cheap()).unwrap();
+        let hasher = Argon2Hasher::new(cheap()).unwrap();
         let check = hasher.verify(&password("anything"), None).unwrap();
         assert!(!check.matches);
     }
 
     #[test]
     fn corrupt_hash_is_an_error_and_bad_settings_are_refused() {
-        let hasher = PasswordHasher::new(cheap()).unwrap();
+        let hasher = Argon2Hasher::new(cheap()).unwrap();
         assert!(matches!(
             hasher.verify(&password("x"), Some("not a phc string")),
             Err(PasswordHashError::CorruptHash)
@@ -196,6 +205,6 @@ mod tests {
             memory_kib: 1,
             ..cheap()
         };
-        assert!(matches!(PasswordHasher::new(bad), Err(PasswordHashError::InvalidSettings(_))));
+        assert!(matches!(Argon2Hasher::new(bad), Err(PasswordHashError::InvalidSettings(_))));
     }
 }

@@ -1,0 +1,273 @@
+//! The command line: every setting a flag with an environment variable, and
+//! its default, in one place. These structs only describe what an operator
+//! can type; `Config::from_args` turns them into typed, checked values.
+//!
+//! What clap can check by itself it checks here, so the error names the
+//! flag and its variable: numbers that must not be zero are `NonZero*`,
+//! durations that must be positive go through [`positive_duration`].
+
+use std::{
+    net::SocketAddr,
+    num::{NonZeroU32, NonZeroUsize},
+    time::Duration,
+};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use secrecy::SecretString;
+
+/// Admin and service keys shorter than this are refused at start.
+pub const MIN_API_KEY_BYTES: usize = 16;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "token-authority",
+    version,
+    about = "Issues, refreshes, verifies and revokes JWT session tokens over gRPC."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub log: LogArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Runs the gRPC server (applies pending migrations first).
+    Serve(Box<ServeArgs>),
+    /// Applies pending database migrations and exits.
+    Migrate(DatabaseArgs),
+    /// Deletes expired sessions and old revocation events once, and exits.
+    Cleanup(CleanupArgs),
+    /// Manages users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Creates a user; reads the password from standard input.
+    Create(CreateUserArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateUserArgs {
+    #[arg(long)]
+    pub username: String,
+    /// A role to grant; repeat for several.
+    #[arg(long = "role", value_name = "ROLE")]
+    pub roles: Vec<String>,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub argon2: Argon2Args,
+}
+
+#[derive(Debug, Args)]
+pub struct CleanupArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub tokens: TokenArgs,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Pretty,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Pretty, global = true)]
+    pub log_format: LogFormat,
+    /// Which logs to keep, as tracing filter directives (`info`, `token_authority=debug`).
+    #[arg(long, env = "RUST_LOG", default_value = "info", global = true)]
+    pub log_filter: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address the gRPC server listens on (port 0 picks a free port).
+    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:50051")]
+    pub listen_addr: SocketAddr,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub tokens: TokenArgs,
+    #[command(flatten)]
+    pub argon2: Argon2Args,
+    /// Keys that authorise admin calls (`authorization: Bearer <key>`), comma-separated.
+    /// With none, every admin call is refused.
+    #[arg(long, env = "ADMIN_API_KEYS", value_delimiter = ',', value_parser = api_key, hide_env_values = true)]
+    pub admin_api_keys: Vec<SecretString>,
+    /// Keys that may only watch revocations (WatchRevocations), comma-separated.
+    #[arg(long, env = "SERVICE_API_KEYS", value_delimiter = ',', value_parser = api_key, hide_env_values = true)]
+    pub service_api_keys: Vec<SecretString>,
+    /// A heartbeat goes out on a revocation stream idle this long.
+    #[arg(long, env = "REVOCATION_HEARTBEAT", default_value = "15s", value_parser = positive_duration)]
+    pub revocation_heartbeat: Duration,
+    /// Events kept in memory for subscribers; one further behind reads the database.
+    #[arg(long, env = "REVOCATION_BUFFER", default_value = "4096")]
+    pub revocation_buffer: NonZeroUsize,
+    /// The outbox is read at least this often, besides every local commit.
+    #[arg(long, env = "REVOCATION_POLL_INTERVAL", default_value = "1s", value_parser = positive_duration)]
+    pub revocation_poll_interval: Duration,
+    #[command(flatten)]
+    pub retention: RetentionArgs,
+    /// How many sessions Verify keeps in memory (about 320 bytes each).
+    #[arg(long, env = "SESSION_CACHE_CAPACITY", default_value = "1000000")]
+    pub session_cache_capacity: NonZeroUsize,
+    /// Password checks allowed per username and minute (Login, ChangePassword); 0: unlimited.
+    #[arg(long, env = "LOGIN_ATTEMPTS_PER_MINUTE", default_value_t = 10)]
+    pub login_attempts_per_minute: u32,
+    /// Threads that run argon2 (default: one per core).
+    #[arg(long, env = "PASSWORD_HASHING_THREADS")]
+    pub password_hashing_threads: Option<NonZeroUsize>,
+    /// Password checks that may wait for a thread; beyond, calls get RESOURCE_EXHAUSTED.
+    #[arg(long, env = "PASSWORD_HASHING_QUEUE", default_value = "256")]
+    pub password_hashing_queue: NonZeroUsize,
+    /// Where Prometheus scrapes `/metrics` (for example 127.0.0.1:9464); unset: no metrics.
+    #[arg(long, env = "METRICS_ADDR")]
+    pub metrics_addr: Option<SocketAddr>,
+    /// How often health checks the database.
+    #[arg(long, env = "HEALTH_CHECK_INTERVAL", default_value = "2s", value_parser = positive_duration)]
+    pub health_check_interval: Duration,
+    /// How long shutdown waits for in-flight calls before exiting anyway.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "30s", value_parser = duration)]
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct RetentionArgs {
+    /// How often expired sessions and old revocation events are deleted.
+    #[arg(long, env = "CLEANUP_INTERVAL", default_value = "1h", value_parser = positive_duration)]
+    pub cleanup_interval: Duration,
+    /// Revocation events are kept for the longest token lifetime plus this.
+    #[arg(long, env = "REVOCATION_RETENTION_MARGIN", default_value = "1h", value_parser = duration)]
+    pub revocation_retention_margin: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct DatabaseArgs {
+    /// `sqlite:<file>` (created if missing) or `postgres://user:password@host/db`.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        default_value = "sqlite:token-authority.db",
+        hide_env_values = true
+    )]
+    pub database_url: SecretString,
+    /// Most connections the pool opens.
+    #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value = "10")]
+    pub database_max_connections: NonZeroU32,
+    /// How long a query waits for a free connection before failing UNAVAILABLE.
+    #[arg(long, env = "DATABASE_ACQUIRE_TIMEOUT", default_value = "5s", value_parser = positive_duration)]
+    pub database_acquire_timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// HS256 signing secret, at least 32 bytes. Unset: a random key is generated
+    /// on first start and kept in the database.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<SecretString>,
+    /// More HS256 secrets, comma-separated, that verify but never sign: the
+    /// former secret (its tokens keep working until they expire) or the next
+    /// one, while rotating JWT_SECRET without logging anybody out.
+    #[arg(long, env = "JWT_ACCEPTED_SECRETS", value_delimiter = ',', hide_env_values = true)]
+    pub jwt_accepted_secrets: Vec<SecretString>,
+    /// Lifetime of a token.
+    #[arg(long, env = "JWT_EXPIRES_IN", default_value = "24h", value_parser = whole_seconds)]
+    pub jwt_expires_in: Duration,
+    /// Lifetime of a token issued with remember_me.
+    #[arg(long, env = "JWT_REMEMBER_ME_EXPIRES_IN", default_value = "30d", value_parser = whole_seconds)]
+    pub jwt_remember_me_expires_in: Duration,
+    /// Verify reports needs_refresh this long before expiry.
+    #[arg(long, env = "JWT_REFRESH_WINDOW", default_value = "2h", value_parser = duration)]
+    pub jwt_refresh_window: Duration,
+    /// A token retired by Refresh still works this long (a client's retry).
+    #[arg(long, env = "JWT_ROTATION_GRACE", default_value = "10s", value_parser = duration)]
+    pub jwt_rotation_grace: Duration,
+    /// The `iss` claim.
+    #[arg(long, env = "JWT_ISSUER", default_value = "token-authority", value_parser = not_empty)]
+    pub jwt_issuer: String,
+    /// The `aud` claim.
+    #[arg(long, env = "JWT_AUDIENCE", default_value = "token-authority", value_parser = not_empty)]
+    pub jwt_audience: String,
+    /// Clock skew tolerated when checking `exp` and `nbf`.
+    #[arg(long, env = "JWT_LEEWAY", default_value = "5s", value_parser = duration)]
+    pub jwt_leeway: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct Argon2Args {
+    /// argon2id memory cost in KiB.
+    #[arg(long, env = "ARGON2_MEMORY_KIB", default_value_t = 19_456)]
+    pub argon2_memory_kib: u32,
+    /// argon2id time cost (passes over memory).
+    #[arg(long, env = "ARGON2_ITERATIONS", default_value = "2")]
+    pub argon2_iterations: NonZeroU32,
+    /// argon2id lanes.
+    #[arg(long, env = "ARGON2_PARALLELISM", default_value = "1")]
+    pub argon2_parallelism: NonZeroU32,
+}
+
+impl ServeArgs {
+    /// The settings as they are with no flag and no environment variable:
+    /// the one source of the defaults, for `Config::default`.
+    pub fn defaults() -> Self {
+        use clap::{CommandFactory, FromArgMatches};
+        let command = DefaultsOnly::command().mut_args(|arg| arg.env(None));
+        let matches = command.try_get_matches_from(["token-authority"]).expect("the defaults parse");
+        DefaultsOnly::from_arg_matches(&matches).expect("the defaults parse").serve
+    }
+}
+
+/// `ServeArgs` alone, so that its defaults can be parsed without a subcommand.
+#[derive(Debug, Parser)]
+struct DefaultsOnly {
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+fn api_key(value: &str) -> Result<SecretString, String> {
+    if value.len() < MIN_API_KEY_BYTES {
+        return Err(format!("every key must be at least {MIN_API_KEY_BYTES} characters"));
+    }
+    Ok(SecretString::from(value))
+}
+
+fn duration(value: &str) -> Result<Duration, String> {
+    humantime::parse_duration(value).map_err(|error| format!("{error} (write durations like 90s, 15m, 24h, 30d)"))
+}
+
+fn positive_duration(value: &str) -> Result<Duration, String> {
+    let parsed = duration(value)?;
+    if parsed.is_zero() {
+        return Err("must be longer than 0s".into());
+    }
+    Ok(parsed)
+}
+
+/// Token times are whole seconds (JWT `exp` and `iat`).
+fn whole_seconds(value: &str) -> Result<Duration, String> {
+    let parsed = duration(value)?;
+    if parsed < Duration::from_secs(1) || parsed.subsec_nanos() != 0 {
+        return Err("must be a whole number of seconds, at least 1s".into());
+    }
+    Ok(parsed)
+}
+
+fn not_empty(value: &str) -> Result<String, String> {
+    if value.is_empty() {
+        return Err("must not be empty".into());
+    }
+    Ok(value.to_owned())
+}
