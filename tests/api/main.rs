@@ -4,6 +4,7 @@
 
 mod admin;
 mod cli;
+mod grpcurl;
 mod health;
 mod helpers;
 mod login;
@@ -14,4 +15,5 @@ mod postgres;
 mod refresh;
 mod replicas;
 mod revocations;
+mod tools;
 mod verify;

@@ -1,0 +1,39 @@
+//! Real clients the tests drive (grpcurl, later PyJWT and nginx): found on
+//! `PATH`, which tests/run.sh extends with a virtual environment it makes.
+//! Under tests/run.sh (`REQUIRE_TEST_TOOLS=1`) a missing tool fails the
+//! test; under plain `cargo test` the test says so and is skipped.
+
+use std::path::PathBuf;
+
+/// The tool's path, or `None` (after saying so) when it is not installed.
+#[track_caller]
+pub fn find(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .map(|directory| directory.join(name))
+        .find(|candidate| candidate.is_file());
+    if found.is_none() {
+        assert!(
+            std::env::var_os("REQUIRE_TEST_TOOLS").is_none(),
+            "{name} is not installed, and tests/run.sh should have installed it"
+        );
+        eprintln!("skipped: {name} is not installed; tests/run.sh installs it");
+    }
+    found
+}
+
+/// Runs `program` with `args`; returns its exit success, standard output and
+/// standard error.
+pub async fn run(program: &PathBuf, args: &[&str]) -> (bool, String, String) {
+    let output = tokio::process::Command::new(program)
+        .args(args)
+        .output()
+        .await
+        .unwrap_or_else(|error| panic!("{} runs: {error}", program.display()));
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
