@@ -163,7 +163,7 @@ impl Authority {
     /// current token of a live session (or the one retired within the grace
     /// period). Reads the database, not the cache: writes follow.
     async fn authenticate(&self, token: &AccessToken) -> Result<(TokenClaims, Session), AuthorityError> {
-        let claims = self.keyring.verify(token).map_err(AuthorityError::InvalidToken)?;
+        let claims = self.keyring.verify(token, Timestamp::now()).map_err(AuthorityError::InvalidToken)?;
         let session = self
             .repository
             .find_session(claims.session_id)

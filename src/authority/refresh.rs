@@ -35,7 +35,7 @@ impl Authority {
         token: &AccessToken,
         client: Option<ClientContext>,
     ) -> Result<(IssuedSession, &'static str), AuthorityError> {
-        let claims = self.keyring.verify(token).map_err(AuthorityError::InvalidToken)?;
+        let claims = self.keyring.verify(token, Timestamp::now()).map_err(AuthorityError::InvalidToken)?;
         let span = tracing::Span::current();
         span.record("user_id", tracing::field::display(claims.user_id));
         span.record("session_id", tracing::field::display(claims.session_id));

@@ -55,7 +55,7 @@ impl Authority {
     }
 
     async fn check(&self, token: &AccessToken) -> Result<Verdict, AuthorityError> {
-        let claims = match self.keyring.verify(token) {
+        let claims = match self.keyring.verify(token, Timestamp::now()) {
             Ok(claims) => claims,
             Err(rejection) => return Ok(Verdict::Invalid(InvalidReason::Token(rejection))),
         };

@@ -110,23 +110,20 @@ mod tests {
         AccessToken,
         tokens::{
             Keyring, SigningKey,
-            test_support::{SECRET, claims, header, keyring, policy, raw_claims, sign_raw},
+            test_support::{SECRET, claims, fixed_now, header, keyring, policy, raw_claims, sign_raw},
         },
     };
 
     #[test]
     fn expired_and_not_yet_valid_are_told_apart() {
         let keyring = keyring();
-        let past = keyring
-            .sign(&claims(Timestamp::now().minus(Duration::from_secs(120)), Duration::from_secs(60)))
-            .unwrap();
-        assert_eq!(keyring.verify(&past), Err(TokenRejection::Expired));
-        assert!(keyring.verify_ignoring_expiry(&past).is_ok());
+        let past = keyring.sign(&claims(fixed_now().minus(Duration::from_secs(120)), Duration::from_secs(60))).unwrap();
+        assert_eq!(keyring.verify(&past, fixed_now()), Err(TokenRejection::Expired));
+        assert!(keyring.verify_ignoring_expiry(&past, fixed_now()).is_ok());
 
-        let future = keyring
-            .sign(&claims(Timestamp::now().plus(Duration::from_secs(120)), Duration::from_secs(60)))
-            .unwrap();
-        assert_eq!(keyring.verify(&future), Err(TokenRejection::NotYetValid));
+        let future =
+            keyring.sign(&claims(fixed_now().plus(Duration::from_secs(120)), Duration::from_secs(60))).unwrap();
+        assert_eq!(keyring.verify(&future, fixed_now()), Err(TokenRejection::NotYetValid));
     }
 
     #[test]
@@ -139,52 +136,52 @@ mod tests {
                 ..policy()
             },
         );
-        let now = Timestamp::now();
+        let now = fixed_now();
         let just_expired = lenient.sign(&claims(now.minus(Duration::from_secs(70)), Duration::from_secs(60))).unwrap();
-        assert!(lenient.verify(&just_expired).is_ok(), "10 s past exp, within 30 s of leeway");
+        assert!(lenient.verify(&just_expired, fixed_now()).is_ok(), "10 s past exp, within 30 s of leeway");
         let long_expired = lenient.sign(&claims(now.minus(Duration::from_secs(120)), Duration::from_secs(60))).unwrap();
-        assert_eq!(lenient.verify(&long_expired), Err(TokenRejection::Expired));
+        assert_eq!(lenient.verify(&long_expired, fixed_now()), Err(TokenRejection::Expired));
         let early = lenient.sign(&claims(now.plus(Duration::from_secs(10)), Duration::from_secs(60))).unwrap();
-        assert!(lenient.verify(&early).is_ok(), "nbf 10 s ahead, within the leeway");
+        assert!(lenient.verify(&early, fixed_now()).is_ok(), "nbf 10 s ahead, within the leeway");
     }
 
     #[test]
     fn other_issuer_and_audience_are_rejected() {
-        let token = keyring().sign(&claims(Timestamp::now(), Duration::from_secs(60))).unwrap();
+        let token = keyring().sign(&claims(fixed_now(), Duration::from_secs(60))).unwrap();
         let same_key = |policy: TokenPolicy| Keyring::new(SigningKey::hs256(SECRET.to_vec()).unwrap(), vec![], policy);
         let other_issuer = same_key(TokenPolicy {
             issuer: "other".into(),
             ..policy()
         });
-        assert_eq!(other_issuer.verify(&token), Err(TokenRejection::WrongIssuer));
+        assert_eq!(other_issuer.verify(&token, fixed_now()), Err(TokenRejection::WrongIssuer));
         let other_audience = same_key(TokenPolicy {
             audience: "other".into(),
             ..policy()
         });
-        assert_eq!(other_audience.verify(&token), Err(TokenRejection::WrongAudience));
+        assert_eq!(other_audience.verify(&token, fixed_now()), Err(TokenRejection::WrongAudience));
     }
 
     #[test]
     fn time_claims_as_strings_are_refused() {
         let keyring = keyring();
-        let now = Timestamp::now().as_unix_seconds();
+        let now = fixed_now().as_unix_seconds();
         for claim in ["exp", "nbf"] {
             let mut claims = raw_claims(now);
             claims[claim] = serde_json::Value::String((now + 60).to_string());
             let token = sign_raw(header(&keyring, "HS256"), claims, &SECRET);
-            assert_eq!(keyring.verify(&token), Err(TokenRejection::Malformed), "{claim}");
+            assert_eq!(keyring.verify(&token, fixed_now()), Err(TokenRejection::Malformed), "{claim}");
         }
     }
 
     #[test]
     fn missing_claims_and_garbage_are_malformed() {
         let keyring = keyring();
-        let mut claims = raw_claims(Timestamp::now().as_unix_seconds());
+        let mut claims = raw_claims(fixed_now().as_unix_seconds());
         claims.as_object_mut().unwrap().remove("nbf");
         let token = sign_raw(header(&keyring, "HS256"), claims, &SECRET);
-        assert_eq!(keyring.verify(&token), Err(TokenRejection::Malformed));
+        assert_eq!(keyring.verify(&token, fixed_now()), Err(TokenRejection::Malformed));
         for garbage in ["x", "a.b.c", "....", "eyJhbGciOiJIUzI1NiJ9.e30"] {
-            assert!(keyring.verify(&AccessToken::issued(garbage.into())).is_err(), "{garbage}");
+            assert!(keyring.verify(&AccessToken::issued(garbage.into()), fixed_now()).is_err(), "{garbage}");
         }
     }
 
@@ -193,7 +190,7 @@ mod tests {
         let keyring = keyring();
         let mut with_crit = header(&keyring, "HS256");
         with_crit["crit"] = serde_json::json!(["exp"]);
-        let token = sign_raw(with_crit, raw_claims(Timestamp::now().as_unix_seconds()), &SECRET);
-        assert_eq!(keyring.verify(&token), Err(TokenRejection::Malformed));
+        let token = sign_raw(with_crit, raw_claims(fixed_now().as_unix_seconds()), &SECRET);
+        assert_eq!(keyring.verify(&token, fixed_now()), Err(TokenRejection::Malformed));
     }
 }

@@ -82,15 +82,16 @@ impl Keyring {
             .map_err(|error| KeyError::Signing(error.to_string()))
     }
 
-    /// Checks signature, algorithm, `exp`, `nbf`, `iss` and `aud`.
-    pub fn verify(&self, token: &AccessToken) -> Result<TokenClaims, TokenRejection> {
-        self.decode(token, Timestamp::now(), ExpiryCheck::Enforced)
+    /// Checks signature, algorithm, `exp`, `nbf`, `iss` and `aud`, the times
+    /// against `now` (passed in, so that the caller's clock decides).
+    pub fn verify(&self, token: &AccessToken, now: Timestamp) -> Result<TokenClaims, TokenRejection> {
+        self.decode(token, now, ExpiryCheck::Enforced)
     }
 
     /// Like [`Keyring::verify`] but accepts an expired token: proof enough of
     /// who is asking to end their own session.
-    pub fn verify_ignoring_expiry(&self, token: &AccessToken) -> Result<TokenClaims, TokenRejection> {
-        self.decode(token, Timestamp::now(), ExpiryCheck::Skipped)
+    pub fn verify_ignoring_expiry(&self, token: &AccessToken, now: Timestamp) -> Result<TokenClaims, TokenRejection> {
+        self.decode(token, now, ExpiryCheck::Skipped)
     }
 
     fn decode(&self, token: &AccessToken, now: Timestamp, expiry: ExpiryCheck) -> Result<TokenClaims, TokenRejection> {
@@ -124,53 +125,55 @@ mod tests {
     use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 
     use super::*;
-    use crate::domain::tokens::test_support::{SECRET, claims, header, keyring, policy, raw_claims, sign_raw};
+    use crate::domain::tokens::test_support::{
+        SECRET, claims, fixed_now, header, keyring, policy, raw_claims, sign_raw,
+    };
 
     #[test]
     fn round_trip_keeps_every_claim() {
         let keyring = keyring();
-        let claims = claims(Timestamp::now(), Duration::from_secs(60));
+        let claims = claims(fixed_now(), Duration::from_secs(60));
         let token = keyring.sign(&claims).unwrap();
-        assert_eq!(keyring.verify(&token).unwrap(), claims);
+        assert_eq!(keyring.verify(&token, fixed_now()).unwrap(), claims);
     }
 
     #[test]
     fn signing_is_deterministic_so_a_retry_gets_the_same_token() {
         let keyring = keyring();
-        let claims = claims(Timestamp::now(), Duration::from_secs(60));
+        let claims = claims(fixed_now(), Duration::from_secs(60));
         assert_eq!(keyring.sign(&claims).unwrap(), keyring.sign(&claims).unwrap());
     }
 
     #[test]
     fn another_keys_tokens_are_rejected() {
-        let token = keyring().sign(&claims(Timestamp::now(), Duration::from_secs(60))).unwrap();
+        let token = keyring().sign(&claims(fixed_now(), Duration::from_secs(60))).unwrap();
         let stranger = Keyring::new(SigningKey::hs256(vec![8; 32]).unwrap(), vec![], policy());
-        assert_eq!(stranger.verify(&token), Err(TokenRejection::BadSignature));
+        assert_eq!(stranger.verify(&token, fixed_now()), Err(TokenRejection::BadSignature));
     }
 
     #[test]
     fn retired_keys_still_verify() {
         let old = SigningKey::hs256(vec![1; 32]).unwrap();
         let token = Keyring::new(SigningKey::hs256(vec![1; 32]).unwrap(), vec![], policy())
-            .sign(&claims(Timestamp::now(), Duration::from_secs(60)))
+            .sign(&claims(fixed_now(), Duration::from_secs(60)))
             .unwrap();
         let rotated = Keyring::new(SigningKey::hs256(vec![2; 32]).unwrap(), vec![old], policy());
-        assert!(rotated.verify(&token).is_ok());
+        assert!(rotated.verify(&token, fixed_now()).is_ok());
     }
 
     #[test]
     fn none_algorithm_and_other_algorithms_are_refused() {
         let keyring = keyring();
-        let now = Timestamp::now().as_unix_seconds();
+        let now = fixed_now().as_unix_seconds();
         let claims = raw_claims(now);
         let unsigned = format!(
             "{}.{}.",
             URL_SAFE_NO_PAD.encode(header(&keyring, "none").to_string()),
             URL_SAFE_NO_PAD.encode(claims.to_string())
         );
-        assert!(keyring.verify(&AccessToken::issued(unsigned)).is_err());
+        assert!(keyring.verify(&AccessToken::issued(unsigned), fixed_now()).is_err());
 
         let hs512 = sign_raw(header(&keyring, "HS512"), claims, &SECRET);
-        assert_eq!(keyring.verify(&hs512), Err(TokenRejection::BadSignature));
+        assert_eq!(keyring.verify(&hs512, fixed_now()), Err(TokenRejection::BadSignature));
     }
 }

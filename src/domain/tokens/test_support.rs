@@ -14,6 +14,12 @@ use crate::domain::{AccessToken, SessionId, Timestamp, TokenId, UserId};
 /// The secret of [`keyring`]'s signing key.
 pub(super) const SECRET: [u8; 32] = [7; 32];
 
+/// The instant the domain tests run at: verification takes the time as an
+/// argument, so no test depends on the wall clock unless jsonwebtoken does.
+pub(super) fn fixed_now() -> Timestamp {
+    Timestamp::from_unix_seconds(1_750_000_000)
+}
+
 pub(super) fn policy() -> TokenPolicy {
     TokenPolicy {
         issuer: "issuer".into(),
