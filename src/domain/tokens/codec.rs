@@ -44,13 +44,19 @@ pub(super) fn split(token: &str) -> Result<CompactParts<'_>, TokenRejection> {
 pub(super) struct JoseHeader {
     pub(super) alg: String,
     pub(super) kid: Option<String>,
-    /// Critical extensions: none is understood, so any is refused (RFC 7515 §4.1.11).
-    crit: Option<serde::de::IgnoredAny>,
+    /// Critical extensions: none is understood, so any is refused (RFC 7515
+    /// §4.1.11), and so is a `crit` of `null`, which is no list at all.
+    #[serde(default, deserialize_with = "present")]
+    crit: bool,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(value: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(value).map(|_| true)
 }
 
 pub(super) fn read_header(part: &str) -> Result<JoseHeader, TokenRejection> {
     let header: JoseHeader = from_base64_json(part)?;
-    if header.crit.is_some() {
+    if header.crit {
         return Err(TokenRejection::Malformed);
     }
     Ok(header)
@@ -77,6 +83,11 @@ pub(super) fn read_claims(
     expiry: ExpiryCheck,
 ) -> Result<TokenClaims, TokenRejection> {
     let wire: WireClaims = from_base64_json(payload)?;
+    // A NumericDate counts seconds as POSIX does (RFC 7519 §2), and POSIX
+    // leaves negative values undefined: no instant to compare `now` with.
+    if wire.exp < 0 || wire.nbf < 0 {
+        return Err(TokenRejection::Malformed);
+    }
     let now = now.as_unix_seconds();
     let leeway = i64::try_from(policy.leeway.as_secs()).unwrap_or(i64::MAX);
     if expiry == ExpiryCheck::Enforced && wire.exp < now.saturating_sub(leeway) {
@@ -188,9 +199,22 @@ mod tests {
     #[test]
     fn critical_header_extensions_are_refused() {
         let keyring = keyring();
-        let mut with_crit = header(&keyring, "HS256");
-        with_crit["crit"] = serde_json::json!(["exp"]);
-        let token = sign_raw(with_crit, raw_claims(fixed_now().as_unix_seconds()), &SECRET);
-        assert_eq!(keyring.verify(&token, fixed_now()), Err(TokenRejection::Malformed));
+        for crit in [serde_json::json!(["exp"]), serde_json::Value::Null] {
+            let mut with_crit = header(&keyring, "HS256");
+            with_crit["crit"] = crit.clone();
+            let token = sign_raw(with_crit, raw_claims(fixed_now().as_unix_seconds()), &SECRET);
+            assert_eq!(keyring.verify(&token, fixed_now()), Err(TokenRejection::Malformed), "crit {crit}");
+        }
+    }
+
+    #[test]
+    fn times_before_1970_are_malformed_even_when_expiry_is_not_checked() {
+        let keyring = keyring();
+        for claim in ["exp", "nbf"] {
+            let mut claims = raw_claims(fixed_now().as_unix_seconds());
+            claims[claim] = serde_json::json!(-1);
+            let token = sign_raw(header(&keyring, "HS256"), claims, &SECRET);
+            assert_eq!(keyring.verify_ignoring_expiry(&token, fixed_now()), Err(TokenRejection::Malformed), "{claim}");
+        }
     }
 }
