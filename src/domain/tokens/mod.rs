@@ -12,8 +12,9 @@
 //!   part parsed once, `exp` and `nbf` as integers, `iss` and `aud` exact,
 //!   `crit` refused. Why by hand is told there.
 //!
-//! Signing goes through jsonwebtoken; tests hold verification to
-//! jsonwebtoken's `decode`.
+//! Verification is given the time (`now`) rather than reading a clock.
+//! Signing goes through jsonwebtoken; the `agreement` tests hold verification
+//! to jsonwebtoken's `decode`.
 
 mod claims;
 mod codec;
