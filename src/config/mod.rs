@@ -71,13 +71,65 @@ pub struct PasswordHashingConfig {
     pub queue: NonZeroUsize,
 }
 
-/// Keys that callers present as `authorization: Bearer <key>`.
+/// Keys that callers present as `authorization: Bearer <key>`, each with the
+/// name that logs show for it.
 #[derive(Debug, Clone, Default)]
 pub struct ApiKeyConfig {
-    pub admin: Vec<SecretString>,
+    pub admin: Vec<ApiKey>,
     /// May only watch revocations.
-    pub service: Vec<SecretString>,
+    pub service: Vec<ApiKey>,
 }
+
+#[derive(Debug, Clone)]
+pub struct ApiKey {
+    pub name: String,
+    pub key: SecretString,
+}
+
+impl ApiKey {
+    pub fn new(name: impl Into<String>, key: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            key: SecretString::from(key.into()),
+        }
+    }
+
+    /// Each of `values` is `name:key` or a bare key, which is named by its
+    /// kind and position (`admin-1`, ...). A prefix before the first `:` that
+    /// is not a plain name (letters, digits, `-`, `_`, `.`) belongs to a bare
+    /// key. Errors name `setting` and never echo a key.
+    fn parse_all(setting: &'static str, kind: &str, values: &[SecretString]) -> Result<Vec<Self>, ConfigError> {
+        let plain = |name: &str| {
+            !name.is_empty()
+                && name.len() <= MAX_KEY_NAME_BYTES
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        };
+        let mut keys: Vec<Self> = Vec::with_capacity(values.len());
+        for (index, value) in values.iter().enumerate() {
+            let value = value.expose_secret();
+            let (name, key) = match value.split_once(':') {
+                Some((name, key)) if plain(name) => (name.to_owned(), key),
+                _ => (format!("{kind}-{}", index + 1), value),
+            };
+            if key.len() < MIN_API_KEY_BYTES {
+                return Err(invalid(
+                    setting,
+                    format!("every key must be at least {MIN_API_KEY_BYTES} characters (key {} is not)", index + 1),
+                ));
+            }
+            if keys.iter().any(|other| other.name == name) {
+                return Err(invalid(setting, format!("two keys are named {name:?}")));
+            }
+            keys.push(Self::new(name, key));
+        }
+        Ok(keys)
+    }
+}
+
+/// Admin and service keys shorter than this are refused at start.
+pub const MIN_API_KEY_BYTES: usize = 16;
+/// Key names are short and plain, so that they read well in logs.
+const MAX_KEY_NAME_BYTES: usize = 64;
 
 /// When and what the background cleanup deletes.
 #[derive(Debug, Clone, Copy)]
@@ -118,8 +170,8 @@ impl Config {
                 queue: args.password_hashing_queue,
             },
             api_keys: ApiKeyConfig {
-                admin: args.admin_api_keys,
-                service: args.service_api_keys,
+                admin: ApiKey::parse_all("ADMIN_API_KEYS", "admin", &args.admin_api_keys)?,
+                service: ApiKey::parse_all("SERVICE_API_KEYS", "service", &args.service_api_keys)?,
             },
             revocations: FeedSettings {
                 heartbeat: args.revocation_heartbeat,
@@ -296,6 +348,24 @@ mod tests {
         let short = parse(&["--jwt-secret", &secret, "--jwt-accepted-secrets", "short"]).unwrap_err();
         assert!(short.starts_with("JWT_ACCEPTED_SECRETS"), "{short}");
         parse(&["--jwt-secret", &secret, "--jwt-accepted-secrets", &"p".repeat(40)]).unwrap();
+    }
+
+    #[test]
+    fn api_keys_are_named_or_named_by_position() {
+        let config = parse(&[
+            "--admin-api-keys",
+            "ops:0123456789abcdef,fedcba9876543210",
+            "--service-api-keys",
+            "a:b:0123456789abcdef",
+        ])
+        .unwrap();
+        let names: Vec<&str> = config.api_keys.admin.iter().map(|key| key.name.as_str()).collect();
+        assert_eq!(names, ["ops", "admin-2"]);
+        assert_eq!(config.api_keys.admin[0].key.expose_secret(), "0123456789abcdef");
+        assert_eq!(config.api_keys.service[0].name, "a");
+        assert_eq!(config.api_keys.service[0].key.expose_secret(), "b:0123456789abcdef");
+        let error = parse(&["--admin-api-keys", "ops:short"]).unwrap_err();
+        assert!(error.contains("ADMIN_API_KEYS") && !error.contains("short"), "{error}");
     }
 
     #[test]

@@ -7,10 +7,12 @@
 
 use std::sync::Arc;
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tonic::{Request, Status, metadata::MetadataMap};
+
+use crate::config::ApiKey;
 
 type KeyDigest = [u8; 32];
 
@@ -22,17 +24,27 @@ pub enum Access {
     Service,
 }
 
+/// Who is calling, as their key says: put into the request's extensions by
+/// the check, so that handlers (and logs, and the audit trail) can name the
+/// service or operator that acted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The key's name from the configuration (`name:key`), never the key.
+    pub name: Arc<str>,
+    pub access: Access,
+}
+
 #[derive(Clone)]
 pub struct ApiKeys {
-    admin: Arc<[KeyDigest]>,
-    service: Arc<[KeyDigest]>,
+    admin: Arc<[(Arc<str>, KeyDigest)]>,
+    service: Arc<[(Arc<str>, KeyDigest)]>,
 }
 
 impl ApiKeys {
-    pub fn new(admin: &[SecretString], service: &[SecretString]) -> Self {
+    pub fn new(admin: &[ApiKey], service: &[ApiKey]) -> Self {
         Self {
-            admin: admin.iter().map(digest_of).collect(),
-            service: service.iter().map(digest_of).collect(),
+            admin: admin.iter().map(named_digest).collect(),
+            service: service.iter().map(named_digest).collect(),
         }
     }
 
@@ -40,17 +52,20 @@ impl ApiKeys {
         !self.admin.is_empty()
     }
 
-    /// The interceptor for the admin service.
+    /// The interceptor for the admin service: it lets admin keys through
+    /// and leaves their [`Caller`] in the request's extensions.
     pub fn require_admin(&self) -> impl FnMut(Request<()>) -> Result<Request<()>, Status> + Clone + use<> {
         let keys = self.clone();
-        move |request: Request<()>| {
-            keys.authorize(request.metadata())?;
+        move |mut request: Request<()>| {
+            let caller = keys.authorize(request.metadata())?;
+            tracing::info!(operator = %caller.name, "admin call");
+            request.extensions_mut().insert(caller);
             Ok(request)
         }
     }
 
     /// Checks a revocation watcher: an admin or a service key.
-    pub fn authorize_watcher(&self, metadata: &MetadataMap) -> Result<Access, Status> {
+    pub fn authorize_watcher(&self, metadata: &MetadataMap) -> Result<Caller, Status> {
         if self.admin.is_empty() && self.service.is_empty() {
             tracing::warn!("revocation watch refused: no key is configured; set SERVICE_API_KEYS=<key>[,<key>...]");
             return Err(Status::permission_denied(
@@ -60,7 +75,7 @@ impl ApiKeys {
         self.identify(metadata)
     }
 
-    fn authorize(&self, metadata: &MetadataMap) -> Result<Access, Status> {
+    fn authorize(&self, metadata: &MetadataMap) -> Result<Caller, Status> {
         if !self.admin_configured() {
             tracing::warn!(
                 "admin call refused: no admin key is configured; set ADMIN_API_KEYS=<key>[,<key>...] to enable the admin API"
@@ -69,33 +84,46 @@ impl ApiKeys {
                 "the admin API is disabled: the server has no ADMIN_API_KEYS configured",
             ));
         }
-        match self.identify(metadata)? {
-            Access::Admin => Ok(Access::Admin),
+        let caller = self.identify(metadata)?;
+        match caller.access {
+            Access::Admin => Ok(caller),
             Access::Service => Err(Status::permission_denied("this key may only watch revocations")),
         }
     }
 
-    fn identify(&self, metadata: &MetadataMap) -> Result<Access, Status> {
+    fn identify(&self, metadata: &MetadataMap) -> Result<Caller, Status> {
         let presented = bearer_key(metadata)?;
         let digest = Sha256::digest(presented.as_bytes());
-        if matches_any(&self.admin, &digest) {
-            Ok(Access::Admin)
-        } else if matches_any(&self.service, &digest) {
-            Ok(Access::Service)
+        if let Some(name) = find(&self.admin, &digest) {
+            Ok(Caller {
+                name,
+                access: Access::Admin,
+            })
+        } else if let Some(name) = find(&self.service, &digest) {
+            Ok(Caller {
+                name,
+                access: Access::Service,
+            })
         } else {
             Err(Status::unauthenticated("authorization: unknown key"))
         }
     }
 }
 
-/// Compares against every key, without stopping early.
-fn matches_any(keys: &[KeyDigest], digest: &[u8]) -> bool {
-    let found = keys.iter().fold(subtle::Choice::from(0), |found, key| found | key.ct_eq(digest));
-    bool::from(found)
+/// The name of the key whose digest is `digest`. Compares against every
+/// key, without stopping early, so timing tells nothing.
+fn find(keys: &[(Arc<str>, KeyDigest)], digest: &[u8]) -> Option<Arc<str>> {
+    let mut found = None;
+    for (name, key) in keys {
+        if bool::from(key.ct_eq(digest)) {
+            found = Some(name.clone());
+        }
+    }
+    found
 }
 
-fn digest_of(key: &SecretString) -> KeyDigest {
-    Sha256::digest(key.expose_secret().as_bytes()).into()
+fn named_digest(key: &ApiKey) -> (Arc<str>, KeyDigest) {
+    (Arc::from(key.name.as_str()), Sha256::digest(key.key.expose_secret().as_bytes()).into())
 }
 
 fn bearer_key(metadata: &MetadataMap) -> Result<&str, Status> {
@@ -133,8 +161,15 @@ mod tests {
 
     #[test]
     fn right_key_passes_wrong_or_missing_do_not() {
-        let keys = ApiKeys::new(&["first-admin-key-0001".into(), "second-admin-key-002".into()], &[]);
-        assert_eq!(keys.authorize(&metadata(Some("Bearer second-admin-key-002"))).unwrap(), Access::Admin);
+        let keys = ApiKeys::new(
+            &[
+                ApiKey::new("first", "first-admin-key-0001"),
+                ApiKey::new("second", "second-admin-key-002"),
+            ],
+            &[],
+        );
+        let caller = keys.authorize(&metadata(Some("Bearer second-admin-key-002"))).unwrap();
+        assert_eq!((&*caller.name, caller.access), ("second", Access::Admin));
         for bad in [
             None,
             Some("Bearer wrong-admin-key-0001"),
@@ -148,12 +183,16 @@ mod tests {
 
     #[test]
     fn service_keys_watch_but_do_not_administer() {
-        let keys = ApiKeys::new(&["admin-key-0000000001".into()], &["service-key-00000001".into()]);
+        let keys = ApiKeys::new(
+            &[ApiKey::new("ops", "admin-key-0000000001")],
+            &[ApiKey::new("billing", "service-key-00000001")],
+        );
         let service = metadata(Some("Bearer service-key-00000001"));
-        assert_eq!(keys.authorize_watcher(&service).unwrap(), Access::Service);
+        let watcher = keys.authorize_watcher(&service).unwrap();
+        assert_eq!((&*watcher.name, watcher.access), ("billing", Access::Service));
         assert_eq!(keys.authorize(&service).unwrap_err().code(), Code::PermissionDenied);
         let admin = metadata(Some("Bearer admin-key-0000000001"));
-        assert_eq!(keys.authorize_watcher(&admin).unwrap(), Access::Admin);
+        assert_eq!(keys.authorize_watcher(&admin).unwrap().access, Access::Admin);
         let stranger = metadata(Some("Bearer stranger-key-000001"));
         assert_eq!(keys.authorize_watcher(&stranger).unwrap_err().code(), Code::Unauthenticated);
     }

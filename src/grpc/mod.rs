@@ -9,7 +9,7 @@ mod status;
 mod token_authority;
 
 pub use admin::AdminService;
-pub use auth::ApiKeys;
+pub use auth::{Access, ApiKeys, Caller};
 pub use token_authority::TokenAuthorityService;
 
 /// The generated code, for servers here and for clients (tests, tools).

@@ -43,7 +43,8 @@ impl TokenAuthority for TokenAuthorityService {
         &self,
         request: Request<proto::WatchRevocationsRequest>,
     ) -> Result<Response<Self::WatchRevocationsStream>, Status> {
-        self.api_keys.authorize_watcher(request.metadata())?;
+        let watcher = self.api_keys.authorize_watcher(request.metadata())?;
+        tracing::info!(watcher = %watcher.name, "revocation stream opened");
         let request = request.into_inner();
         let items = self
             .revocations

@@ -289,3 +289,33 @@ async fn cleanup_runs_once_and_reports_what_it_removed() {
         "deleted 0 expired sessions and 0 old revocation events"
     );
 }
+
+#[tokio::test]
+async fn logs_name_the_admin_key_that_acted_never_the_key() {
+    let workspace = Workspace::new().await;
+    let key = "a-named-admin-key-0123456789";
+    let server = ServerProcess::start(&workspace, &[("ADMIN_API_KEYS", &format!("ops-team:{key}"))]).await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.address)).unwrap();
+    let mut admin =
+        proto::token_authority_admin_client::TokenAuthorityAdminClient::new(channel.connect().await.unwrap());
+    let request = crate::helpers::with_key(
+        proto::CreateUserRequest {
+            username: "carol".into(),
+            password: PASSWORD.into(),
+            roles: vec![],
+        },
+        key,
+    );
+    admin.create_user(request).await.unwrap();
+
+    server.terminate();
+    let (_, logs) = server.wait().await;
+
+    let admin_call = logs
+        .iter()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| line["message"] == "admin call")
+        .expect("the admin call is logged");
+    assert_eq!(admin_call["operator"], "ops-team");
+    assert!(!logs.join("\n").contains(key), "the key itself is never logged");
+}

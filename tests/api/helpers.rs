@@ -5,7 +5,7 @@ use std::{net::SocketAddr, num::NonZeroUsize, sync::Arc, time::Duration};
 use tempfile::TempDir;
 use token_authority::{
     clock::ManualClock,
-    config::Config,
+    config::{ApiKey, Config},
     domain::password_hash::Argon2Settings,
     proto::{
         self, token_authority_admin_client::TokenAuthorityAdminClient, token_authority_client::TokenAuthorityClient,
@@ -54,8 +54,8 @@ impl Default for TestConfig {
             listen_addr: "127.0.0.1:0".parse().expect("an address"),
             ..Config::default()
         };
-        config.api_keys.admin = vec![ADMIN_KEY.into()];
-        config.api_keys.service = vec![SERVICE_KEY.into()];
+        config.api_keys.admin = vec![ApiKey::new("test-admin", ADMIN_KEY)];
+        config.api_keys.service = vec![ApiKey::new("test-service", SERVICE_KEY)];
         config.tokens.signing_secret = Some(JWT_SECRET.into());
         config.tokens.policy.leeway = Duration::ZERO;
         config.argon2 = Argon2Settings {
