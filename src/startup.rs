@@ -17,7 +17,9 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 use tracing::{info, warn};
 
 use crate::{
-    authority::{Authority, CleanupPolicy, LoginThrottle, PasswordPool, SessionCache, cleanup_periodically},
+    authority::{
+        Authority, CleanupPolicy, LoginThrottle, PasswordPool, SessionCache, VerifiedTokens, cleanup_periodically,
+    },
     domain::{
         Timestamp,
         passwords::PasswordHasher,
@@ -99,6 +101,7 @@ impl Application {
             settings.tokens.lifetimes()?,
             passwords,
             sessions.clone(),
+            Arc::new(VerifiedTokens::new(settings.verified_token_cache_capacity)),
         )
         .with_login_throttle(throttle.clone())
         .with_listener(revocations.clone());

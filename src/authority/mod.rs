@@ -15,6 +15,7 @@ mod password_pool;
 mod refresh;
 mod session_cache;
 mod sessions;
+mod verified_tokens;
 mod verify;
 
 pub use login::LoginRequest;
@@ -28,6 +29,7 @@ pub use cleanup::{CleanupPolicy, CleanupReport, cleanup, cleanup_periodically};
 pub use error::AuthorityError;
 pub use password_pool::PasswordPool;
 pub use session_cache::{LoadTicket, SessionCache};
+pub use verified_tokens::{InsertTicket, VerifiedTokens};
 pub use verify::{InvalidReason, Verdict, VerifiedToken};
 
 use crate::{
@@ -57,6 +59,7 @@ pub struct Authority {
     lifetimes: TokenLifetimes,
     passwords: PasswordPool,
     sessions: Arc<SessionCache>,
+    verified_tokens: Arc<VerifiedTokens>,
     throttle: Arc<LoginThrottle>,
     listener: Option<Arc<dyn RevocationListener>>,
 }
@@ -68,6 +71,7 @@ impl Authority {
         lifetimes: TokenLifetimes,
         passwords: PasswordPool,
         sessions: Arc<SessionCache>,
+        verified_tokens: Arc<VerifiedTokens>,
     ) -> Self {
         Self {
             repository,
@@ -75,6 +79,7 @@ impl Authority {
             lifetimes,
             passwords,
             sessions,
+            verified_tokens,
             throttle: Arc::new(LoginThrottle::new(0)),
             listener: None,
         }

@@ -55,11 +55,11 @@ impl Authority {
     }
 
     async fn check(&self, token: &AccessToken) -> Result<Verdict, AuthorityError> {
-        let claims = match self.keyring.verify(token) {
+        let now = Timestamp::now();
+        let claims = match self.token_claims(token, now) {
             Ok(claims) => claims,
             Err(rejection) => return Ok(Verdict::Invalid(InvalidReason::Token(rejection))),
         };
-        let now = Timestamp::now();
         let Some(mut state) = self.session_state(claims.session_id, false).await? else {
             return Ok(Verdict::Invalid(InvalidReason::UnknownSession));
         };
@@ -85,6 +85,20 @@ impl Authority {
             TokenStanding::Revoked => Verdict::Invalid(InvalidReason::Revoked),
             TokenStanding::Retired => Verdict::Invalid(InvalidReason::Rotated),
         })
+    }
+
+    /// The token's claims if it is good at `now`: remembered from an earlier
+    /// Verify of the same token (its window checked again), or verified in
+    /// full and then remembered.
+    fn token_claims(&self, token: &AccessToken, now: Timestamp) -> Result<TokenClaims, TokenRejection> {
+        if let Some((claims, window)) = self.verified_tokens.get(token) {
+            self.keyring.check_window(window, now)?;
+            return Ok(claims);
+        }
+        let ticket = self.verified_tokens.ticket();
+        let (claims, window) = self.keyring.verify_with_window(token)?;
+        self.verified_tokens.insert(ticket, token, &claims, window);
+        Ok(claims)
     }
 
     /// The session's state from the cache or, on a miss (or when `fresh`),

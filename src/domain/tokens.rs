@@ -170,6 +170,15 @@ struct WireHeader {
     crit: Option<serde::de::IgnoredAny>,
 }
 
+/// When a verified token may be used (`nbf` and `exp`, whole seconds since
+/// the epoch): kept beside a remembered verification, which must be checked
+/// against the clock again on every use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ValidityWindow {
+    not_before: i64,
+    expires: i64,
+}
+
 /// The keys a server signs with and accepts.
 pub struct Keyring {
     signing_kid: String,
@@ -238,16 +247,41 @@ impl Keyring {
 
     /// Checks signature, algorithm, `exp`, `nbf`, `iss` and `aud`.
     pub fn verify(&self, token: &AccessToken) -> Result<TokenClaims, TokenRejection> {
+        self.decode(token, true).map(|(claims, _)| claims)
+    }
+
+    /// Like [`Keyring::verify`], and tells when the token may be used, so
+    /// that whoever remembers the verification can check that again with
+    /// [`Keyring::check_window`].
+    pub fn verify_with_window(&self, token: &AccessToken) -> Result<(TokenClaims, ValidityWindow), TokenRejection> {
         self.decode(token, true)
     }
 
     /// Like [`Keyring::verify`] but accepts an expired token: proof enough of
     /// who is asking to end their own session.
     pub fn verify_ignoring_expiry(&self, token: &AccessToken) -> Result<TokenClaims, TokenRejection> {
-        self.decode(token, false)
+        self.decode(token, false).map(|(claims, _)| claims)
     }
 
-    fn decode(&self, token: &AccessToken, check_expiry: bool) -> Result<TokenClaims, TokenRejection> {
+    /// Whether a token verified earlier may be used at `now`: the same rules
+    /// and leeway as [`Keyring::verify`] applies to `exp` and `nbf`.
+    pub fn check_window(&self, window: ValidityWindow, now: Timestamp) -> Result<(), TokenRejection> {
+        self.check_times(window, now, true)
+    }
+
+    fn check_times(&self, window: ValidityWindow, now: Timestamp, check_expiry: bool) -> Result<(), TokenRejection> {
+        let now = now.as_unix_seconds();
+        let leeway = i64::try_from(self.policy.leeway.as_secs()).unwrap_or(i64::MAX);
+        if check_expiry && window.expires < now.saturating_sub(leeway) {
+            return Err(TokenRejection::Expired);
+        }
+        if window.not_before > now.saturating_add(leeway) {
+            return Err(TokenRejection::NotYetValid);
+        }
+        Ok(())
+    }
+
+    fn decode(&self, token: &AccessToken, check_expiry: bool) -> Result<(TokenClaims, ValidityWindow), TokenRejection> {
         let (signed, signature) = token.expose().rsplit_once('.').ok_or(TokenRejection::Malformed)?;
         let (header, payload) = signed.split_once('.').ok_or(TokenRejection::Malformed)?;
         let header: WireHeader = from_base64_json(header)?;
@@ -265,21 +299,18 @@ impl Keyring {
         hmac::verify(&key.hmac, signed.as_bytes(), &signature).map_err(|_| TokenRejection::BadSignature)?;
 
         let wire: WireClaims = from_base64_json(payload)?;
-        let now = Timestamp::now().as_unix_seconds();
-        let leeway = i64::try_from(self.policy.leeway.as_secs()).unwrap_or(i64::MAX);
-        if check_expiry && wire.exp < now.saturating_sub(leeway) {
-            return Err(TokenRejection::Expired);
-        }
-        if wire.nbf > now.saturating_add(leeway) {
-            return Err(TokenRejection::NotYetValid);
-        }
+        let window = ValidityWindow {
+            not_before: wire.nbf,
+            expires: wire.exp,
+        };
+        self.check_times(window, Timestamp::now(), check_expiry)?;
         if wire.iss != self.policy.issuer {
             return Err(TokenRejection::WrongIssuer);
         }
         if wire.aud != self.policy.audience {
             return Err(TokenRejection::WrongAudience);
         }
-        claims_from_wire(wire)
+        Ok((claims_from_wire(wire)?, window))
     }
 }
 
@@ -392,6 +423,27 @@ mod tests {
             .sign(&claims(Timestamp::now().plus(Duration::from_secs(120)), Duration::from_secs(60)))
             .unwrap();
         assert_eq!(keyring.verify(&future), Err(TokenRejection::NotYetValid));
+    }
+
+    #[test]
+    fn a_window_checked_later_follows_the_same_rules() {
+        let lenient = Keyring::new(
+            SigningKey::hs256(vec![7; 32]).unwrap(),
+            vec![],
+            TokenPolicy {
+                leeway: Duration::from_secs(5),
+                ..policy()
+            },
+        );
+        let issued = Timestamp::now().truncated_to_seconds();
+        let token = lenient.sign(&claims(issued, Duration::from_secs(60))).unwrap();
+        let (claims, window) = lenient.verify_with_window(&token).unwrap();
+        assert_eq!(Ok(claims), lenient.verify(&token));
+        let at = |seconds: i64| Timestamp::from_unix_seconds(issued.as_unix_seconds() + seconds);
+        assert_eq!(lenient.check_window(window, at(-5)), Ok(()), "nbf within the leeway");
+        assert_eq!(lenient.check_window(window, at(-6)), Err(TokenRejection::NotYetValid));
+        assert_eq!(lenient.check_window(window, at(65)), Ok(()), "exp within the leeway");
+        assert_eq!(lenient.check_window(window, at(66)), Err(TokenRejection::Expired));
     }
 
     #[test]
@@ -565,7 +617,7 @@ mod tests {
         cases.push(sign_raw(serde_json::json!({"alg": "HS256"}), raw_claims(now), &[7; 32]));
         for token in &cases {
             for check_expiry in [true, false] {
-                let ours = keyring.decode(token, check_expiry);
+                let ours = keyring.decode(token, check_expiry).map(|(claims, _)| claims);
                 let theirs = reference(token, check_expiry);
                 assert_eq!(ours, theirs, "{:?}", claims_of_token(token));
             }
