@@ -1,5 +1,6 @@
 //! Micro-benchmarks of token signing and verification, per algorithm the
-//! keyring supports: the CPU cost that every Verify pays.
+//! keyring supports: the CPU cost that the first Verify of a token pays, and
+//! what a repeat Verify pays instead (a token remembered as verified).
 
 use std::{hint::black_box, time::Duration};
 
@@ -40,6 +41,17 @@ fn tokens(criterion: &mut Criterion) {
         });
         criterion.bench_function(&format!("{algorithm} verify"), |bench| {
             bench.iter(|| keyring.verify(black_box(&token)).expect("verifies"))
+        });
+        // What a repeat Verify pays instead: the lookup and the clock check.
+        let remembered = token_authority::authority::VerifiedTokens::new(50_000);
+        let (verified, window) = keyring.verify_with_window(&token).expect("verifies");
+        remembered.insert(remembered.ticket(), &token, &verified, window);
+        criterion.bench_function(&format!("{algorithm} verify (remembered)"), |bench| {
+            bench.iter(|| {
+                let (claims, window) = remembered.get(black_box(&token)).expect("remembered");
+                keyring.check_window(window, Timestamp::now()).expect("valid");
+                claims
+            })
         });
         // One character inside the signature changed.
         let mut forged: Vec<char> = token.expose().chars().collect();
