@@ -272,7 +272,7 @@ impl Report {
                 "bytes_per_subscriber": per_subscriber, "bytes_per_cached_session": per_session}),
         });
         self.notes.push(format!(
-            "Memory: {:.0} MiB after start; {:.1} KiB per subscriber ({} held open); {:.0} bytes per session in the Verify cache ({} cached, after every session was verified once). The database's rows stay on disk: SQLite's page cache is bounded per connection.",
+            "Memory: {:.0} MiB after start; {:.1} KiB per subscriber ({} held open); {:.0} bytes per session in Verify's caches ({} sessions cached after every session was verified once, with as many of their tokens as VERIFIED_TOKEN_CACHE_CAPACITY keeps). The database's rows stay on disk: SQLite's page cache is bounded per connection.",
             memory.started_rss as f64 / MIB,
             per_subscriber / 1024.0,
             memory.subscribers,
