@@ -1,16 +1,18 @@
 //! Micro-benchmarks of token signing and verification, per algorithm the
-//! keyring supports: the CPU cost that every Verify pays.
+//! keyring supports: the CPU cost that the first Verify of a token pays, and
+//! what a repeat Verify pays instead (a token remembered as verified).
 
 use std::{hint::black_box, time::Duration};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use token_authority::clock::{Clock, SystemClock};
 use token_authority::domain::{
     SessionId, TokenId, UserId,
     tokens::{Keyring, SigningKey, TokenClaims, TokenPolicy},
 };
 
 fn claims() -> TokenClaims {
-    let now = token_authority::clock::Clock::now(&token_authority::clock::SystemClock).truncated_to_seconds();
+    let now = SystemClock.now().truncated_to_seconds();
     TokenClaims {
         user_id: UserId::generate(),
         session_id: SessionId::generate(),
@@ -41,6 +43,17 @@ fn tokens(criterion: &mut Criterion) {
         });
         criterion.bench_function(&format!("{algorithm} verify"), |bench| {
             bench.iter(|| keyring.verify(black_box(&token), now).expect("verifies"))
+        });
+        // What a repeat Verify pays instead: the lookup and the clock check.
+        let remembered = token_authority::authority::VerifiedTokens::new(50_000);
+        let (verified, window) = keyring.verify_with_window(&token, now).expect("verifies");
+        remembered.insert(remembered.ticket(), &token, &verified, window);
+        criterion.bench_function(&format!("{algorithm} verify (remembered)"), |bench| {
+            bench.iter(|| {
+                let (claims, window) = remembered.get(black_box(&token)).expect("remembered");
+                keyring.check_window(window, SystemClock.now()).expect("valid");
+                claims
+            })
         });
         // One character inside the signature changed.
         let mut forged: Vec<char> = token.expose().chars().collect();

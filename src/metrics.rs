@@ -8,13 +8,15 @@
 //!   `verifications_total{reason}`, `revocations_total{reason}`,
 //!   `reuse_detections_total`: counters;
 //! - `live_sessions`, `stream_subscribers`, `session_cache_entries`: gauges;
-//! - `rpc_duration_seconds{method}`: a latency histogram per RPC.
+//! - `rpc_duration_seconds{method}`: a latency histogram per RPC. `method`
+//!   is `Service/Method` for each method this server serves (the two
+//!   reflection versions share one label), `unknown` for any other path.
 
 use std::{
     future::Future,
     net::SocketAddr,
     pin::Pin,
-    sync::OnceLock,
+    sync::{Mutex, OnceLock, PoisonError},
     task::{Context, Poll},
     time::{Duration, Instant},
 };
@@ -37,6 +39,10 @@ static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the process-wide recorder (once; later calls reuse it).
 pub fn install() -> anyhow::Result<PrometheusHandle> {
+    // Tests build several servers in one process, some at the same moment,
+    // and a recorder can be installed only once per process.
+    static INSTALLING: Mutex<()> = Mutex::new(());
+    let _installing = INSTALLING.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(handle) = HANDLE.get() {
         return Ok(handle.clone());
     }
@@ -195,7 +201,57 @@ pub fn session_cache_entries(count: usize) {
     metrics::gauge!("token_authority_session_cache_entries").set(count as f64);
 }
 
-/// A tower layer that times every gRPC call by method (the request path).
+/// The `method` label of paths that name no method we serve.
+pub const UNKNOWN_METHOD: &str = "unknown";
+
+/// Every method served, as request path => `method` label, written out so
+/// that labels are a fixed set: a label taken from the path itself would let
+/// any client create a series per invented path, without bound. A test checks
+/// the list against the services' descriptors.
+macro_rules! rpc_methods {
+    ($($path:literal => $label:literal,)*) => {
+        /// Every `method` label but [`UNKNOWN_METHOD`].
+        pub const METHOD_LABELS: &[&str] = &[$($label,)*];
+
+        /// The `method` label of a request path.
+        pub fn method_label(path: &str) -> &'static str {
+            match path {
+                $($path => $label,)*
+                _ => UNKNOWN_METHOD,
+            }
+        }
+
+        /// The latency histogram of a request path's method. Every key is
+        /// static, so finding the handle allocates nothing.
+        fn rpc_duration(path: &str) -> metrics::Histogram {
+            match path {
+                $($path => metrics::histogram!(RPC_DURATION, "method" => $label),)*
+                _ => metrics::histogram!(RPC_DURATION, "method" => "unknown"),
+            }
+        }
+    };
+}
+
+rpc_methods! {
+    "/tokenauthority.v1.TokenAuthority/Login" => "TokenAuthority/Login",
+    "/tokenauthority.v1.TokenAuthority/Refresh" => "TokenAuthority/Refresh",
+    "/tokenauthority.v1.TokenAuthority/Logout" => "TokenAuthority/Logout",
+    "/tokenauthority.v1.TokenAuthority/LogoutAll" => "TokenAuthority/LogoutAll",
+    "/tokenauthority.v1.TokenAuthority/Verify" => "TokenAuthority/Verify",
+    "/tokenauthority.v1.TokenAuthority/ChangePassword" => "TokenAuthority/ChangePassword",
+    "/tokenauthority.v1.TokenAuthority/ListSessions" => "TokenAuthority/ListSessions",
+    "/tokenauthority.v1.TokenAuthority/WatchRevocations" => "TokenAuthority/WatchRevocations",
+    "/tokenauthority.v1.TokenAuthorityAdmin/CreateUser" => "TokenAuthorityAdmin/CreateUser",
+    "/tokenauthority.v1.TokenAuthorityAdmin/SetUserDisabled" => "TokenAuthorityAdmin/SetUserDisabled",
+    "/tokenauthority.v1.TokenAuthorityAdmin/RevokeSession" => "TokenAuthorityAdmin/RevokeSession",
+    "/tokenauthority.v1.TokenAuthorityAdmin/ListUserSessions" => "TokenAuthorityAdmin/ListUserSessions",
+    "/grpc.health.v1.Health/Check" => "Health/Check",
+    "/grpc.health.v1.Health/Watch" => "Health/Watch",
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo" => "ServerReflection/ServerReflectionInfo",
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo" => "ServerReflection/ServerReflectionInfo",
+}
+
+/// A tower layer that times every gRPC call by method (see [`method_label`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RpcTimingLayer;
 
@@ -225,12 +281,10 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        // "/tokenauthority.v1.TokenAuthority/Verify" -> "TokenAuthority/Verify"
-        let path = request.uri().path();
-        let method = path.rsplit_once('.').map_or(path, |(_, method)| method).to_owned();
+        let histogram = rpc_duration(request.uri().path());
         Timed {
             inner: self.inner.call(request),
-            method: Some(method),
+            histogram: Some(histogram),
             started: Instant::now(),
         }
     }
@@ -242,7 +296,7 @@ pin_project_lite::pin_project! {
     pub struct Timed<F> {
         #[pin]
         inner: F,
-        method: Option<String>,
+        histogram: Option<metrics::Histogram>,
         started: Instant,
     }
 }
@@ -253,9 +307,57 @@ impl<F: Future> Future for Timed<F> {
     fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
         let output = std::task::ready!(this.inner.poll(context));
-        if let Some(method) = this.method.take() {
-            metrics::histogram!(RPC_DURATION, "method" => method).record(this.started.elapsed().as_secs_f64());
+        if let Some(histogram) = this.histogram.take() {
+            histogram.record(this.started.elapsed().as_secs_f64());
         }
         Poll::Ready(output)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message;
+
+    use super::*;
+
+    #[test]
+    fn invented_paths_are_unknown() {
+        for path in [
+            "/evil.Service/M1",
+            "/tokenauthority.v1.TokenAuthority/Nope",
+            "/",
+            "",
+            "Verify",
+        ] {
+            assert_eq!(method_label(path), UNKNOWN_METHOD, "{path}");
+        }
+        assert_eq!(method_label("/tokenauthority.v1.TokenAuthority/Verify"), "TokenAuthority/Verify");
+    }
+
+    /// A method added to a proto without a label here would be timed as
+    /// `unknown`.
+    #[test]
+    fn every_served_method_has_its_label() {
+        let descriptor_sets = [
+            crate::grpc::proto::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+        ];
+        let mut methods = 0;
+        for encoded in descriptor_sets {
+            let set = prost_types::FileDescriptorSet::decode(encoded).unwrap();
+            for file in &set.file {
+                for service in &file.service {
+                    for method in &service.method {
+                        let (service, method) = (service.name(), method.name());
+                        let path = format!("/{}.{service}/{method}", file.package());
+                        assert_eq!(method_label(&path), format!("{service}/{method}"), "{path}");
+                        methods += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(methods, 16);
     }
 }

@@ -18,7 +18,9 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 use tracing::{info, warn};
 
 use crate::{
-    authority::{Authority, AuthorityParts, LoginThrottle, PasswordPool, SessionCache, cleanup_periodically},
+    authority::{
+        Authority, AuthorityParts, LoginThrottle, PasswordPool, SessionCache, VerifiedTokens, cleanup_periodically,
+    },
     clock::SharedClock,
     config::{CleanupConfig, Config, TokenConfig},
     domain::{
@@ -95,6 +97,7 @@ impl Application {
             lifetimes: config.tokens.lifetimes,
             passwords,
             sessions: sessions.clone(),
+            verified_tokens: Arc::new(VerifiedTokens::new(config.verified_token_cache_capacity)),
             throttle: throttle.clone(),
             listener: revocations.clone(),
             clock: clock.clone(),

@@ -9,7 +9,7 @@ use std::{process::Command, time::Duration};
 use anyhow::Context;
 use prost::Message;
 
-use super::load::{LoadSpec, Stats};
+use super::load::{LoadSpec, Shape, Stats};
 
 pub fn available() -> bool {
     Command::new("h2load").arg("--version").output().is_ok_and(|output| output.status.success())
@@ -24,20 +24,19 @@ fn frame(message: &impl Message) -> Vec<u8> {
     body
 }
 
-/// Closed loop of `spec.concurrency` calls over `connections` connections.
+/// Closed loop of `shape.in_flight()` calls, spread as `shape` says (`spec`
+/// gives the durations).
 pub async fn run(
     address: std::net::SocketAddr,
     method_path: &str,
     message: &impl Message,
     spec: LoadSpec,
-    connections: usize,
+    shape: Shape,
 ) -> anyhow::Result<Stats> {
     let directory = tempfile::TempDir::new()?;
     let body_path = directory.path().join("body.bin");
     let log_path = directory.path().join("requests.log");
     std::fs::write(&body_path, frame(message))?;
-    let connections = connections.clamp(1, spec.concurrency);
-    let streams_per_connection = spec.concurrency.div_ceil(connections);
     let url = format!("http://{address}{method_path}");
     let arguments = vec![
         "-D".to_owned(),
@@ -45,9 +44,9 @@ pub async fn run(
         "--warm-up-time".to_owned(),
         format!("{}ms", spec.warmup.as_millis().max(1)),
         "-c".to_owned(),
-        connections.to_string(),
+        shape.connections.to_string(),
         "-m".to_owned(),
-        streams_per_connection.to_string(),
+        shape.streams.to_string(),
         "-H".to_owned(),
         "content-type: application/grpc".to_owned(),
         "-H".to_owned(),

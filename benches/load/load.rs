@@ -19,6 +19,60 @@ pub struct LoadSpec {
     pub duration: Duration,
 }
 
+/// How the calls in flight are spread over HTTP/2 connections: a few
+/// connections carrying many concurrent streams each, or many connections
+/// carrying one. The server's cost per call differs between the two (how
+/// many requests each read and write of a connection carries), so a ratio of
+/// two cheap calls is shown in both.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shape {
+    pub connections: usize,
+    /// Calls in flight on each connection.
+    pub streams: usize,
+}
+
+impl Shape {
+    /// `concurrency` calls spread over at most `connections` connections.
+    pub fn spread(concurrency: usize, connections: usize) -> Self {
+        let connections = connections.clamp(1, concurrency.max(1));
+        Self {
+            connections,
+            streams: concurrency.div_ceil(connections),
+        }
+    }
+
+    pub fn in_flight(self) -> usize {
+        self.connections * self.streams
+    }
+}
+
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plural = |count: usize| if count == 1 { "" } else { "s" };
+        write!(
+            f,
+            "{} connection{} x {} stream{}",
+            self.connections,
+            plural(self.connections),
+            self.streams,
+            plural(self.streams)
+        )
+    }
+}
+
+/// `4x16`: connections x streams per connection.
+impl std::str::FromStr for Shape {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let parse = |part: &str| part.trim().parse::<usize>().ok().filter(|count| *count > 0);
+        match text.split_once('x').map(|(connections, streams)| (parse(connections), parse(streams))) {
+            Some((Some(connections), Some(streams))) => Ok(Self { connections, streams }),
+            _ => Err(format!("{text:?}: expected <connections>x<streams>, e.g. 4x16")),
+        }
+    }
+}
+
 pub type Call = Arc<dyn Fn(usize, Channel) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
 
 #[derive(Debug, Clone)]

@@ -31,7 +31,7 @@ use tokio_stream::StreamExt;
 use tonic::{Request, transport::Channel};
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 
-use load::{Call, LoadSpec, Stats, alternate, closed_loop};
+use load::{Call, LoadSpec, Shape, Stats, alternate, closed_loop};
 use report::{Machine, Memory, Report};
 use server::{SERVICE_KEY, Server};
 
@@ -47,9 +47,15 @@ struct Args {
     /// Calls in flight for the throughput runs.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
-    /// HTTP/2 connections the load is spread over.
+    /// HTTP/2 connections the load is spread over (every row but Verify
+    /// against Health/Check, which runs in each of --shapes).
     #[arg(long, default_value_t = 8)]
     connections: usize,
+    /// The shapes of the Verify against Health/Check comparison, each
+    /// `<connections>x<streams per connection>`: by default 64 in flight over
+    /// a few connections, then over as many connections.
+    #[arg(long, value_delimiter = ',', default_values = ["4x16", "64x1"])]
+    shapes: Vec<Shape>,
     /// Sessions in the large database (default 1,000,000; 20,000 with --short).
     #[arg(long)]
     sessions: Option<usize>,
@@ -150,22 +156,29 @@ async fn main() -> anyhow::Result<()> {
 
     let server = Server::start(&database("small.db"), &workspace.join("small.log")).await?;
     let channels = server.connections(args.connections).await?;
-    let generator = Generator::choose(&server, args.connections, verify_tokens[0].clone());
+    let generator = Generator::choose(&server, verify_tokens[0].clone());
     report.note(generator.describe());
     report.note(format!(
         "Each ratio compares totals over {rounds} alternating slices of each side, after an unmeasured warm-up of each, so that noise on this shared machine weighs on both sides alike."
     ));
 
-    eprintln!("Health/Check against Verify, {} in flight", spec.concurrency);
-    generator.health(&channels, warm(spec)).await?;
-    generator.verify(&channels, warm(spec)).await?;
-    let (health, verify_one) = alternate(
-        rounds,
-        async || generator.health(&channels, slice(spec)).await,
-        async || generator.verify(&channels, slice(spec)).await,
-    )
-    .await?;
-    report.verify_against_health(&verify_one, &health);
+    for &shape in &args.shapes {
+        eprintln!("Health/Check against Verify, {} in flight: {shape}", shape.in_flight());
+        let spec = LoadSpec {
+            concurrency: shape.in_flight(),
+            ..spec
+        };
+        let shape_channels = server.connections(shape.connections).await?;
+        generator.health(&shape_channels, warm(spec), shape).await?;
+        generator.verify(&shape_channels, warm(spec), shape).await?;
+        let (health, verify_one) = alternate(
+            rounds,
+            async || generator.health(&shape_channels, slice(spec), shape).await,
+            async || generator.verify(&shape_channels, slice(spec), shape).await,
+        )
+        .await?;
+        report.verify_against_health(&verify_one, &health, shape);
+    }
 
     eprintln!("argon2 on every core against Login, {LIGHT_CONCURRENCY} in flight");
     floors::argon2_hashes(spec.warmup).await?;
@@ -179,13 +192,14 @@ async fn main() -> anyhow::Result<()> {
     report.login_against_argon2(&login, argon2.per_second());
 
     eprintln!("Verify alone against Verify during a login burst, {LIGHT_CONCURRENCY} in flight each");
+    let light_shape = Shape::spread(LIGHT_CONCURRENCY, args.connections);
     let mut login_meanwhile = Stats::empty();
     let (verify_alone, verify_loaded) = alternate(
         rounds,
-        async || generator.verify(&channels, slice(light)).await,
+        async || generator.verify(&channels, slice(light), light_shape).await,
         async || {
             let (verify, login) = tokio::join!(
-                generator.verify(&channels, slice(light)),
+                generator.verify(&channels, slice(light), light_shape),
                 closed_loop(&channels, slice(light), login_call()),
             );
             login_meanwhile.absorb(&login);
@@ -254,11 +268,12 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// Who drives the cheap calls (Health/Check, Verify of one token): h2load
-/// when installed, else the in-process gRPC client.
+/// when installed, else the in-process gRPC client. Either spreads the calls
+/// as the shape says; the in-process client over the channels it is given
+/// (one per connection of the shape).
 enum Generator {
     H2load {
         address: std::net::SocketAddr,
-        connections: usize,
         token: String,
     },
     InProcess {
@@ -267,11 +282,10 @@ enum Generator {
 }
 
 impl Generator {
-    fn choose(server: &Server, connections: usize, token: String) -> Self {
+    fn choose(server: &Server, token: String) -> Self {
         if h2load::available() {
             Self::H2load {
                 address: server.address,
-                connections,
                 token,
             }
         } else {
@@ -286,40 +300,35 @@ impl Generator {
         }
     }
 
-    async fn health(&self, channels: &[Channel], spec: LoadSpec) -> anyhow::Result<Stats> {
+    async fn health(&self, channels: &[Channel], spec: LoadSpec, shape: Shape) -> anyhow::Result<Stats> {
         match self {
-            Self::H2load {
-                address, connections, ..
-            } => {
-                h2load::run(
-                    *address,
-                    "/grpc.health.v1.Health/Check",
-                    &HealthCheckRequest::default(),
-                    spec,
-                    *connections,
-                )
-                .await
+            Self::H2load { address, .. } => {
+                h2load::run(*address, "/grpc.health.v1.Health/Check", &HealthCheckRequest::default(), spec, shape).await
             }
-            Self::InProcess { .. } => Ok(closed_loop(channels, spec, health_call()).await),
+            Self::InProcess { .. } => Ok(closed_loop(channels, in_flight(spec, shape), health_call()).await),
         }
     }
 
-    async fn verify(&self, channels: &[Channel], spec: LoadSpec) -> anyhow::Result<Stats> {
+    async fn verify(&self, channels: &[Channel], spec: LoadSpec, shape: Shape) -> anyhow::Result<Stats> {
         match self {
-            Self::H2load {
-                address,
-                connections,
-                token,
-            } => {
+            Self::H2load { address, token } => {
                 let request = proto::VerifyRequest {
                     access_token: token.clone(),
                 };
-                h2load::run(*address, "/tokenauthority.v1.TokenAuthority/Verify", &request, spec, *connections).await
+                h2load::run(*address, "/tokenauthority.v1.TokenAuthority/Verify", &request, spec, shape).await
             }
             Self::InProcess { token } => {
-                Ok(closed_loop(channels, spec, verify_call(Arc::new(vec![token.clone()]))).await)
+                let call = verify_call(Arc::new(vec![token.clone()]));
+                Ok(closed_loop(channels, in_flight(spec, shape), call).await)
             }
         }
+    }
+}
+
+fn in_flight(spec: LoadSpec, shape: Shape) -> LoadSpec {
+    LoadSpec {
+        concurrency: shape.in_flight(),
+        ..spec
     }
 }
 

@@ -17,6 +17,7 @@ mod logout;
 mod password_pool;
 mod refresh;
 mod session_cache;
+mod verified_tokens;
 mod verify;
 
 use std::sync::Arc;
@@ -29,6 +30,7 @@ pub use login::LoginRequest;
 pub use login_throttle::LoginThrottle;
 pub use password_pool::PasswordPool;
 pub use session_cache::{LoadTicket, SessionCache};
+pub use verified_tokens::{InsertTicket, VerifiedTokens};
 pub use verify::{InvalidReason, Verdict, VerifiedToken};
 
 use crate::{
@@ -61,6 +63,7 @@ pub struct Authority {
     lifetimes: TokenLifetimes,
     passwords: PasswordPool,
     sessions: Arc<SessionCache>,
+    verified_tokens: Arc<VerifiedTokens>,
     throttle: Arc<LoginThrottle>,
     listener: Arc<dyn RevocationListener>,
     clock: SharedClock,
@@ -74,6 +77,8 @@ pub struct AuthorityParts {
     pub lifetimes: TokenLifetimes,
     pub passwords: PasswordPool,
     pub sessions: Arc<SessionCache>,
+    /// Tokens Verify has checked in full, so a repeat skips the signature.
+    pub verified_tokens: Arc<VerifiedTokens>,
     pub throttle: Arc<LoginThrottle>,
     pub listener: Arc<dyn RevocationListener>,
     pub clock: SharedClock,
@@ -87,6 +92,7 @@ impl Authority {
             lifetimes,
             passwords,
             sessions,
+            verified_tokens,
             throttle,
             listener,
             clock,
@@ -97,6 +103,7 @@ impl Authority {
             lifetimes,
             passwords,
             sessions,
+            verified_tokens,
             throttle,
             listener,
             clock,

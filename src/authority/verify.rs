@@ -4,7 +4,7 @@
 use super::{Authority, AuthorityError};
 use crate::{
     domain::{
-        AccessToken, SessionId, SessionState, TokenStanding,
+        AccessToken, SessionId, SessionState, Timestamp, TokenStanding,
         tokens::{TokenClaims, TokenRejection},
     },
     metrics,
@@ -40,7 +40,7 @@ impl Authority {
 
     async fn check(&self, token: &AccessToken) -> Result<Verdict, AuthorityError> {
         let now = self.now();
-        let claims = match self.keyring.verify(token, now) {
+        let claims = match self.token_claims(token, now) {
             Ok(claims) => claims,
             Err(rejection) => return Ok(Verdict::Invalid(InvalidReason::Token(rejection))),
         };
@@ -69,6 +69,20 @@ impl Authority {
             TokenStanding::Revoked => Verdict::Invalid(InvalidReason::Revoked),
             TokenStanding::Retired => Verdict::Invalid(InvalidReason::Rotated),
         })
+    }
+
+    /// The token's claims if it is good at `now`: remembered from an earlier
+    /// Verify of the same token (its window checked again), or verified in
+    /// full and then remembered.
+    fn token_claims(&self, token: &AccessToken, now: Timestamp) -> Result<TokenClaims, TokenRejection> {
+        if let Some((claims, window)) = self.verified_tokens.get(token) {
+            self.keyring.check_window(window, now)?;
+            return Ok(claims);
+        }
+        let ticket = self.verified_tokens.ticket();
+        let (claims, window) = self.keyring.verify_with_window(token, now)?;
+        self.verified_tokens.insert(ticket, token, &claims, window);
+        Ok(claims)
     }
 
     /// The session's state from the cache or, on a miss (or when `fresh`),

@@ -121,6 +121,10 @@ pub struct ServeArgs {
     /// How many sessions Verify keeps in memory (about 320 bytes each).
     #[arg(long, env = "SESSION_CACHE_CAPACITY", default_value = "1000000")]
     pub session_cache_capacity: NonZeroUsize,
+    /// How many verified tokens Verify remembers, to skip their signature
+    /// check and parsing when they come again (about 800 bytes each); 0: none.
+    #[arg(long, env = "VERIFIED_TOKEN_CACHE_CAPACITY", default_value_t = 50_000)]
+    pub verified_token_cache_capacity: usize,
     /// Password checks allowed per username and minute (Login, ChangePassword); 0: unlimited.
     #[arg(long, env = "LOGIN_ATTEMPTS_PER_MINUTE", default_value_t = 10)]
     pub login_attempts_per_minute: u32,

@@ -45,6 +45,8 @@ pub struct Config {
     pub cleanup: CleanupConfig,
     /// Sessions Verify keeps in memory.
     pub session_cache_capacity: NonZeroUsize,
+    /// Verified tokens Verify remembers; 0 remembers none.
+    pub verified_token_cache_capacity: usize,
     /// Password checks per username and minute; `None`: unlimited.
     pub login_attempts_per_minute: Option<NonZeroU32>,
     /// Where Prometheus scrapes `/metrics`; `None`: no metrics.
@@ -181,6 +183,7 @@ impl Config {
             cleanup,
             tokens,
             session_cache_capacity: args.session_cache_capacity,
+            verified_token_cache_capacity: args.verified_token_cache_capacity,
             login_attempts_per_minute: NonZeroU32::new(args.login_attempts_per_minute),
             metrics_addr: args.metrics_addr,
             health_check_interval: args.health_check_interval,

@@ -3,10 +3,25 @@
 use std::collections::HashMap;
 
 use crate::helpers::{PASSWORD, TestApp, TestConfig, spawn_app};
+use futures::StreamExt;
+use token_authority::metrics::{METHOD_LABELS, UNKNOWN_METHOD};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::{Code, Status, transport::Channel};
 
 /// Scrapes `/metrics` and returns every sample line as name{labels} -> value.
 async fn scrape(app: &TestApp) -> HashMap<String, f64> {
+    samples(&scrape_body(app).await)
+}
+
+fn samples(body: &str) -> HashMap<String, f64> {
+    body.lines()
+        .filter(|line| !line.starts_with('#') && !line.is_empty())
+        .filter_map(|line| line.rsplit_once(' '))
+        .map(|(name, value)| (name.to_owned(), value.parse().unwrap_or(f64::NAN)))
+        .collect()
+}
+
+async fn scrape_body(app: &TestApp) -> String {
     let address = app.metrics_address.expect("metrics are enabled");
     let mut connection = tokio::net::TcpStream::connect(address).await.unwrap();
     connection
@@ -17,11 +32,7 @@ async fn scrape(app: &TestApp) -> HashMap<String, f64> {
     connection.read_to_string(&mut response).await.unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     let (_, body) = response.split_once("\r\n\r\n").unwrap();
-    body.lines()
-        .filter(|line| !line.starts_with('#') && !line.is_empty())
-        .filter_map(|line| line.rsplit_once(' '))
-        .map(|(name, value)| (name.to_owned(), value.parse().unwrap_or(f64::NAN)))
-        .collect()
+    body.to_owned()
 }
 
 fn delta(before: &HashMap<String, f64>, after: &HashMap<String, f64>, sample: &str) -> f64 {
@@ -77,6 +88,49 @@ async fn counters_gauges_and_latencies_are_scraped() {
             .starts_with(r#"token_authority_rpc_duration_seconds_bucket{method="TokenAuthority/Refresh",le="0.001"}"#)),
         "latency histograms have buckets"
     );
+}
+
+/// Calls `path` with an empty message; nothing serves it.
+async fn call_invented(channel: Channel, path: String) {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let path = http::uri::PathAndQuery::try_from(path).unwrap();
+    let answer: Result<tonic::Response<()>, Status> =
+        grpc.unary(tonic::Request::new(()), path, tonic_prost::ProstCodec::default()).await;
+    assert_eq!(answer.unwrap_err().code(), Code::Unimplemented);
+}
+
+/// The figures are process-wide, so the checks hold whatever other tests
+/// in the same process record meanwhile.
+#[tokio::test]
+async fn invented_method_paths_add_no_series() {
+    let app = TestConfig::default()
+        .configure(|config| config.metrics_addr = Some("127.0.0.1:0".parse().unwrap()))
+        .spawn()
+        .await;
+    let channel = Channel::from_shared(app.channel_uri()).unwrap().connect().await.unwrap();
+    let before = scrape(&app).await;
+
+    futures::stream::iter(0..10_000)
+        .for_each_concurrent(32, |i| call_invented(channel.clone(), format!("/evil.Service/M{i}")))
+        .await;
+    let body = scrape_body(&app).await;
+
+    let unknown = r#"token_authority_rpc_duration_seconds_count{method="unknown"}"#;
+    assert_eq!(delta(&before, &samples(&body), unknown), 10_000.0);
+    assert!(!body.contains("evil"), "no label repeats a path");
+    let labels: std::collections::BTreeSet<&str> = body
+        .split("method=\"")
+        .skip(1)
+        .filter_map(|rest| rest.split_once('"'))
+        .map(|(label, _)| label)
+        .collect();
+    for label in labels {
+        assert!(label == UNKNOWN_METHOD || METHOD_LABELS.contains(&label), "{label}");
+    }
+    // Every served method and `unknown` timed, with their buckets, come to
+    // about 30 KiB; a series per invented path would be megabytes.
+    assert!(body.len() < 64 * 1024, "{} bytes", body.len());
 }
 
 #[tokio::test]

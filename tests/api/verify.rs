@@ -6,7 +6,9 @@ use serde_json::json;
 use token_authority::proto::{self, VerifyReason};
 use tonic::Code;
 
-use crate::helpers::{TestConfig, assert_status, claims_of, forge_token, header_of, reason, seconds, spawn_app};
+use crate::helpers::{
+    PASSWORD, TestConfig, assert_status, claims_of, forge_token, header_of, reason, seconds, spawn_app,
+};
 
 #[tokio::test]
 async fn a_valid_token_verifies_with_its_claims() {
@@ -139,6 +141,32 @@ async fn revoked_and_rotated_tokens_are_never_valid() {
     app.logout(&refreshed.access_token).await.unwrap();
     assert_eq!(reason(&app.verify(&refreshed.access_token).await), VerifyReason::Revoked);
     assert_eq!(reason(&app.verify(&login.access_token).await), VerifyReason::Revoked);
+}
+
+/// Verify remembers the tokens it has verified; what can change since is
+/// still checked every time.
+#[tokio::test]
+async fn a_token_verified_before_is_checked_again_every_time() {
+    let mut app = TestConfig::default().rotation_grace(0).spawn().await;
+    let rotated = app.user_with_session("alice").await.access_token;
+    let revoked = app.login("alice", PASSWORD).await.unwrap().access_token;
+    for token in [&rotated, &revoked] {
+        assert!(app.verify(token).await.valid);
+        assert!(app.verify(token).await.valid, "and again, remembered");
+    }
+
+    app.refresh(&rotated).await.unwrap();
+    app.clock.advance(Duration::from_millis(20));
+    app.logout(&revoked).await.unwrap();
+
+    assert_eq!(reason(&app.verify(&rotated).await), VerifyReason::Rotated);
+    assert_eq!(reason(&app.verify(&revoked).await), VerifyReason::Revoked);
+
+    let mut short_lived = TestConfig::short_lived().spawn().await;
+    let expiring = short_lived.user_with_session("alice").await.access_token;
+    assert!(short_lived.verify(&expiring).await.valid);
+    short_lived.clock.advance(Duration::from_millis(2100));
+    assert_eq!(reason(&short_lived.verify(&expiring).await), VerifyReason::Expired);
 }
 
 #[tokio::test]

@@ -74,35 +74,56 @@ pub(super) enum ExpiryCheck {
     Skipped,
 }
 
+/// When a token may be used (`nbf` and `exp`, whole seconds since the
+/// epoch): kept beside a remembered verification, which must be checked
+/// against the clock again on every use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ValidityWindow {
+    not_before: i64,
+    expires: i64,
+}
+
+impl ValidityWindow {
+    /// Whether the token may be used at `now`, with the policy's leeway.
+    pub(super) fn check(self, policy: &TokenPolicy, now: Timestamp, expiry: ExpiryCheck) -> Result<(), TokenRejection> {
+        let now = now.as_unix_seconds();
+        let leeway = i64::try_from(policy.leeway.as_secs()).unwrap_or(i64::MAX);
+        if expiry == ExpiryCheck::Enforced && self.expires < now.saturating_sub(leeway) {
+            return Err(TokenRejection::Expired);
+        }
+        if self.not_before > now.saturating_add(leeway) {
+            return Err(TokenRejection::NotYetValid);
+        }
+        Ok(())
+    }
+}
+
 /// The claims of a payload whose signature has been checked, if they hold
-/// at `now` under `policy`.
+/// at `now` under `policy`, and when the token may be used.
 pub(super) fn read_claims(
     payload: &str,
     policy: &TokenPolicy,
     now: Timestamp,
     expiry: ExpiryCheck,
-) -> Result<TokenClaims, TokenRejection> {
+) -> Result<(TokenClaims, ValidityWindow), TokenRejection> {
     let wire: WireClaims = from_base64_json(payload)?;
     // A NumericDate counts seconds as POSIX does (RFC 7519 §2), and POSIX
     // leaves negative values undefined: no instant to compare `now` with.
     if wire.exp < 0 || wire.nbf < 0 {
         return Err(TokenRejection::Malformed);
     }
-    let now = now.as_unix_seconds();
-    let leeway = i64::try_from(policy.leeway.as_secs()).unwrap_or(i64::MAX);
-    if expiry == ExpiryCheck::Enforced && wire.exp < now.saturating_sub(leeway) {
-        return Err(TokenRejection::Expired);
-    }
-    if wire.nbf > now.saturating_add(leeway) {
-        return Err(TokenRejection::NotYetValid);
-    }
+    let window = ValidityWindow {
+        not_before: wire.nbf,
+        expires: wire.exp,
+    };
+    window.check(policy, now, expiry)?;
     if wire.iss != policy.issuer {
         return Err(TokenRejection::WrongIssuer);
     }
     if wire.aud != policy.audience {
         return Err(TokenRejection::WrongAudience);
     }
-    TokenClaims::try_from(wire)
+    Ok((TokenClaims::try_from(wire)?, window))
 }
 
 /// A base64url (unpadded) part of a JWT holding JSON of type `T`. Types are
@@ -124,6 +145,27 @@ mod tests {
             test_support::{SECRET, claims, fixed_now, header, keyring, policy, raw_claims, sign_raw},
         },
     };
+
+    #[test]
+    fn a_window_checked_later_follows_the_same_rules() {
+        let lenient = Keyring::new(
+            SigningKey::hs256(SECRET.to_vec()).unwrap(),
+            vec![],
+            TokenPolicy {
+                leeway: Duration::from_secs(5),
+                ..policy()
+            },
+        );
+        let issued = fixed_now().truncated_to_seconds();
+        let token = lenient.sign(&claims(issued, Duration::from_secs(60))).unwrap();
+        let (claims, window) = lenient.verify_with_window(&token, issued).unwrap();
+        assert_eq!(Ok(claims), lenient.verify(&token, issued));
+        let at = |seconds: i64| Timestamp::from_unix_seconds(issued.as_unix_seconds() + seconds);
+        assert_eq!(lenient.check_window(window, at(-5)), Ok(()), "nbf within the leeway");
+        assert_eq!(lenient.check_window(window, at(-6)), Err(TokenRejection::NotYetValid));
+        assert_eq!(lenient.check_window(window, at(65)), Ok(()), "exp within the leeway");
+        assert_eq!(lenient.check_window(window, at(66)), Err(TokenRejection::Expired));
+    }
 
     #[test]
     fn expired_and_not_yet_valid_are_told_apart() {

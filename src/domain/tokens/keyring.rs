@@ -10,7 +10,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 
 use super::{
     claims::{TokenClaims, TokenPolicy, TokenRejection, WireClaims},
-    codec::{self, ExpiryCheck},
+    codec::{self, ExpiryCheck, ValidityWindow},
     keys::{KeyError, SigningAlgorithm, SigningKey},
 };
 use crate::domain::{AccessToken, Timestamp};
@@ -85,16 +85,38 @@ impl Keyring {
     /// Checks signature, algorithm, `exp`, `nbf`, `iss` and `aud`, the times
     /// against `now` (passed in, so that the caller's clock decides).
     pub fn verify(&self, token: &AccessToken, now: Timestamp) -> Result<TokenClaims, TokenRejection> {
+        self.decode(token, now, ExpiryCheck::Enforced).map(|(claims, _)| claims)
+    }
+
+    /// Like [`Keyring::verify`], and tells when the token may be used, so
+    /// that whoever remembers the verification can check that again with
+    /// [`Keyring::check_window`].
+    pub fn verify_with_window(
+        &self,
+        token: &AccessToken,
+        now: Timestamp,
+    ) -> Result<(TokenClaims, ValidityWindow), TokenRejection> {
         self.decode(token, now, ExpiryCheck::Enforced)
+    }
+
+    /// Whether a token verified earlier may be used at `now`: the same rules
+    /// and leeway as [`Keyring::verify`] applies to `exp` and `nbf`.
+    pub fn check_window(&self, window: ValidityWindow, now: Timestamp) -> Result<(), TokenRejection> {
+        window.check(&self.policy, now, ExpiryCheck::Enforced)
     }
 
     /// Like [`Keyring::verify`] but accepts an expired token: proof enough of
     /// who is asking to end their own session.
     pub fn verify_ignoring_expiry(&self, token: &AccessToken, now: Timestamp) -> Result<TokenClaims, TokenRejection> {
-        self.decode(token, now, ExpiryCheck::Skipped)
+        self.decode(token, now, ExpiryCheck::Skipped).map(|(claims, _)| claims)
     }
 
-    fn decode(&self, token: &AccessToken, now: Timestamp, expiry: ExpiryCheck) -> Result<TokenClaims, TokenRejection> {
+    fn decode(
+        &self,
+        token: &AccessToken,
+        now: Timestamp,
+        expiry: ExpiryCheck,
+    ) -> Result<(TokenClaims, ValidityWindow), TokenRejection> {
         let payload = self.signed_payload(token)?;
         codec::read_claims(payload, &self.policy, now, expiry)
     }

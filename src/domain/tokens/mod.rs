@@ -27,5 +27,6 @@ mod agreement;
 mod test_support;
 
 pub use claims::{TokenClaims, TokenPolicy, TokenRejection};
+pub use codec::ValidityWindow;
 pub use keyring::Keyring;
 pub use keys::{KeyError, MIN_HMAC_SECRET_BYTES, SigningAlgorithm, SigningKey};
