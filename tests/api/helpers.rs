@@ -304,6 +304,20 @@ impl TestApp {
         self.client.watch_revocations(request).await.map(tonic::Response::into_inner)
     }
 
+    /// Waits until the outbox has handed out cursor `cursor`. On PostgreSQL
+    /// the follower numbers events just after their commit, so a revocation
+    /// that was acknowledged may still be on its way to its cursor.
+    pub async fn wait_for_cursor(&self, cursor: u64) {
+        let repository = self.repository().await;
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while repository.cursor_bounds().await.expect("the outbox reads").latest < cursor {
+                sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("cursor {cursor} was never handed out"));
+    }
+
     /// A repository on the app's database, to look behind the API.
     pub async fn repository(&self) -> Repository {
         Repository::connect(&DatabaseConfig {

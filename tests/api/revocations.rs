@@ -205,6 +205,7 @@ async fn snapshot_then_live_events_equal_the_truth() {
     // Untouched: nowhere.
     let untouched = app.login_remembered("alice").await;
     app.clock.advance(Duration::from_secs(4));
+    app.wait_for_cursor(3).await;
 
     let mut stream = app.watch(0, true).await.unwrap();
     let mut snapshot = Vec::new();
@@ -343,6 +344,7 @@ async fn a_cursor_older_than_the_retained_history_is_out_of_range() {
     let mut app = short_retention_app().await;
     let sessions = sessions_of(&mut app, "alice", 3).await;
     logout_all_of(&app, &sessions).await;
+    app.wait_for_cursor(3).await;
     app.clock.advance(Duration::from_millis(2100));
     let report = cleanup(&app.repository().await, None, &policy(), app.clock.now()).await.unwrap();
     assert_eq!(report.events_deleted, 3);
@@ -366,6 +368,7 @@ async fn cleanup_removes_expired_rows_and_keeps_live_ones() {
     let live = app.login_remembered("alice").await;
     let revoked_live = app.login_remembered("alice").await;
     app.logout(&revoked_live.access_token).await.unwrap();
+    app.wait_for_cursor(2).await;
     app.clock.advance(Duration::from_millis(2100));
     let repository = app.repository().await;
 
