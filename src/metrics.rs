@@ -97,6 +97,9 @@ pub enum LoginOutcome {
     UnknownUser,
     UserDisabled,
     Throttled,
+    /// The password was right, but the user was disabled or the password
+    /// changed before the session was written.
+    UserChanged,
 }
 
 impl LoginOutcome {
@@ -107,6 +110,7 @@ impl LoginOutcome {
             Self::UnknownUser => "unknown_user",
             Self::UserDisabled => "user_disabled",
             Self::Throttled => "throttled",
+            Self::UserChanged => "user_changed",
         }
     }
 }

@@ -19,7 +19,8 @@ use tracing::{info, warn};
 
 use crate::{
     authority::{
-        Authority, AuthorityParts, LoginThrottle, PasswordPool, SessionCache, VerifiedTokens, cleanup_periodically,
+        Authority, AuthorityParts, LoginThrottle, PasswordPool, Pauses, SessionCache, VerifiedTokens,
+        cleanup_periodically,
     },
     clock::SharedClock,
     config::{CleanupConfig, Config, TokenConfig},
@@ -76,6 +77,11 @@ impl Application {
     /// Builds everything and binds the listeners; starts no task, so a
     /// failure here leaves nothing running.
     pub async fn build(config: Config, clock: SharedClock) -> anyhow::Result<Self> {
+        Self::build_with_pauses(config, clock, Pauses::none()).await
+    }
+
+    /// [`Application::build`], with points where a test holds calls.
+    pub async fn build_with_pauses(config: Config, clock: SharedClock, pauses: Pauses) -> anyhow::Result<Self> {
         let repository =
             Repository::connect(&config.database).await.context("DATABASE_URL: cannot open the database")?;
         repository.migrate().await.context("cannot apply the database migrations")?;
@@ -101,6 +107,7 @@ impl Application {
             throttle: throttle.clone(),
             listener: revocations.clone(),
             clock: clock.clone(),
+            pauses,
         });
         let api_keys = ApiKeys::new(&config.api_keys.admin, &config.api_keys.service);
         if !api_keys.admin_configured() {

@@ -1,8 +1,9 @@
 //! Login: check the password, open a session, issue its first token.
 
+use secrecy::SecretString;
 use tracing::{info, warn};
 
-use super::{Authority, AuthorityError, IssuedSession};
+use super::{Authority, AuthorityError, IssuedSession, pauses};
 use crate::{
     domain::{ClientContext, Password, Session, Username},
     metrics::{self, LoginOutcome},
@@ -52,19 +53,34 @@ impl Authority {
         };
         tracing::Span::current().record("user_id", tracing::field::display(user.id));
 
+        // The hash the password was checked against: the session is opened
+        // only if it is still the stored one when the write commits.
+        let mut verified_hash = user.password_hash.clone();
         if check.needs_rehash {
             // The password is known right now: the one chance to upgrade its hash.
             let new_hash = self.passwords.hash(request.password).await?;
-            if let Err(error) = self.repository.upgrade_password_hash(user.id, &user.password_hash, new_hash).await {
-                warn!(error = %error, "could not store the upgraded password hash; will retry at next login");
-            } else {
-                info!("password hash upgraded to the configured argon2 parameters");
+            match self.repository.upgrade_password_hash(user.id, &user.password_hash, new_hash.clone()).await {
+                Ok(true) => {
+                    info!("password hash upgraded to the configured argon2 parameters");
+                    verified_hash = SecretString::from(new_hash);
+                }
+                // The password changed meanwhile: opening the session fails below.
+                Ok(false) => {}
+                Err(error) => {
+                    warn!(error = %error, "could not store the upgraded password hash; will retry at next login")
+                }
             }
         }
+        pauses::at(&self.pauses.login_after_password_check).await;
 
         let session = Session::open(user.id, request.remember_me, request.client, &self.lifetimes, self.now());
         let ticket = self.sessions.ticket(session.id);
-        self.repository.insert_session(&session).await?;
+        if !self.repository.open_session(&session, &verified_hash).await? {
+            // Disabled, or the password changed, after the check: the
+            // answer is the same as for a wrong password.
+            refused(LoginOutcome::UserChanged);
+            return Err(AuthorityError::InvalidCredentials);
+        }
         tracing::Span::current().record("session_id", tracing::field::display(session.id));
         self.cache_live(ticket, &session);
         info!(remember_me = session.remember_me, outcome = %LoginOutcome::Ok, "login succeeded");

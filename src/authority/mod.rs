@@ -15,6 +15,7 @@ mod login;
 mod login_throttle;
 mod logout;
 mod password_pool;
+mod pauses;
 mod refresh;
 mod session_cache;
 mod verified_tokens;
@@ -29,6 +30,7 @@ pub use error::{AuthorityError, InternalError};
 pub use login::LoginRequest;
 pub use login_throttle::LoginThrottle;
 pub use password_pool::PasswordPool;
+pub use pauses::{Pause, Pauses};
 pub use session_cache::{LoadTicket, SessionCache};
 pub use verified_tokens::{InsertTicket, VerifiedTokens};
 pub use verify::{InvalidReason, Verdict, VerifiedToken};
@@ -67,6 +69,7 @@ pub struct Authority {
     throttle: Arc<LoginThrottle>,
     listener: Arc<dyn RevocationListener>,
     clock: SharedClock,
+    pauses: Pauses,
 }
 
 /// Everything the authority works with; every part is required, so that
@@ -82,6 +85,8 @@ pub struct AuthorityParts {
     pub throttle: Arc<LoginThrottle>,
     pub listener: Arc<dyn RevocationListener>,
     pub clock: SharedClock,
+    /// Where tests hold a call; [`Pauses::none`] in production.
+    pub pauses: Pauses,
 }
 
 impl Authority {
@@ -96,6 +101,7 @@ impl Authority {
             throttle,
             listener,
             clock,
+            pauses,
         } = parts;
         Self {
             repository,
@@ -107,6 +113,7 @@ impl Authority {
             throttle,
             listener,
             clock,
+            pauses,
         }
     }
 

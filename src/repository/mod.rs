@@ -81,12 +81,48 @@ impl std::ops::Deref for WriteTransaction {
     }
 }
 
+/// Creates the SQLite file readable and writable by its owner alone (0600),
+/// whatever the umask, before SQLite opens it: it holds password hashes and,
+/// without JWT_SECRET, the signing key. SQLite gives the `-wal` and `-shm`
+/// files it creates beside it the same permissions. An existing file keeps
+/// its permissions, with a warning when others may read it.
+fn create_private_file(path: &std::path::Path) -> Result<(), RepositoryError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if path.as_os_str().is_empty() || path.as_os_str() == ":memory:" {
+        return Ok(());
+    }
+    let created = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path);
+    match created {
+        Ok(file) => {
+            // The umask only ever removes bits; set them exactly anyway.
+            file.set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(|error| {
+                RepositoryError::Config(format!("DATABASE_URL: cannot restrict {}: {error}", path.display()))
+            })
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            if let Ok(metadata) = std::fs::metadata(path)
+                && metadata.permissions().mode() & 0o077 != 0
+            {
+                tracing::warn!(
+                    path = %path.display(),
+                    mode = format!("{:o}", metadata.permissions().mode() & 0o777),
+                    "the database file is readable by others: it holds password hashes (and, without JWT_SECRET, the signing key); chmod 600 it"
+                );
+            }
+            Ok(())
+        }
+        Err(error) => Err(RepositoryError::Config(format!("DATABASE_URL: cannot create {}: {error}", path.display()))),
+    }
+}
+
 impl Repository {
     pub async fn connect(config: &DatabaseConfig) -> Result<Self, RepositoryError> {
         let url = config.url.as_str();
         if url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(url)
-                .map_err(|error| RepositoryError::Config(format!("DATABASE_URL: {error}")))?
+                .map_err(|error| RepositoryError::Config(format!("DATABASE_URL: {error}")))?;
+            create_private_file(options.get_filename())?;
+            let options = options
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 // FULL: a revocation that was acknowledged survives a power cut.

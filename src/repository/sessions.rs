@@ -1,8 +1,10 @@
 //! Sessions: opening, reading, rotating and revoking them.
 
 use sea_orm::{
+    ActiveModelTrait,
     ActiveValue::Set,
-    ColumnTrait, Condition, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, Iterable, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect,
     sea_query::{CaseStatement, Expr, ExprTrait, Query},
 };
 use secrecy::{ExposeSecret, SecretString};
@@ -61,8 +63,47 @@ pub enum PasswordChange {
 }
 
 impl Repository {
-    pub async fn insert_session(&self, session: &Session) -> Result<(), RepositoryError> {
-        self.insert_sessions(std::slice::from_ref(session)).await
+    /// Opens a session for its user only if, when the write commits, the
+    /// user is still enabled and still has `verified_hash`, the password hash
+    /// that Login checked the password against. `false`, with nothing
+    /// written, when the user was disabled or the password changed since.
+    ///
+    /// One statement, `INSERT INTO sessions … SELECT … FROM users WHERE id = ?
+    /// AND NOT disabled AND password_hash = ?`, so there is no window between
+    /// the check and the write. On PostgreSQL the user row is read `FOR
+    /// SHARE`: a disable or password change that has written but not yet
+    /// committed makes this wait, then re-check the row as committed; one
+    /// that comes after waits for this commit, and its revocation then sees
+    /// the new session. SQLite has one writer at a time, so the statement
+    /// sees the committed state.
+    pub async fn open_session(&self, session: &Session, verified_hash: &SecretString) -> Result<bool, RepositoryError> {
+        let model = session_to_model(session);
+        let columns: Vec<sessions::Column> = sessions::Column::iter().collect();
+        let mut user_still_as_checked = Query::select();
+        for column in &columns {
+            match model.get(*column).into_value() {
+                Some(value) => user_still_as_checked.expr(Expr::val(value)),
+                None => user_still_as_checked.expr(Expr::null()),
+            };
+        }
+        user_still_as_checked
+            .from(users::Entity)
+            .and_where(users::Column::Id.eq(session.user_id.as_uuid()))
+            .and_where(users::Column::Disabled.eq(false))
+            .and_where(users::Column::PasswordHash.eq(verified_hash.expose_secret()));
+        if self.backend == super::Backend::Postgres {
+            user_still_as_checked.lock_shared();
+        }
+        let insert = Query::insert()
+            .into_table(sessions::Entity)
+            .columns(columns)
+            .select_from(user_still_as_checked)
+            .map_err(|error| RepositoryError::Database(sea_orm::DbErr::Custom(format!("the session insert: {error}"))))?
+            .to_owned();
+        let transaction = self.begin_write().await?;
+        let inserted = transaction.execute(&insert).await?.rows_affected();
+        transaction.commit().await?;
+        Ok(inserted == 1)
     }
 
     /// Inserts many sessions at once, a chunk per statement and per

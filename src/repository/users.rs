@@ -66,21 +66,22 @@ impl Repository {
     }
 
     /// Replaces a hash computed with outdated parameters, unless the password
-    /// changed meanwhile.
+    /// changed meanwhile; whether it did.
     pub async fn upgrade_password_hash(
         &self,
         id: UserId,
         old_hash: &SecretString,
         new_hash: String,
-    ) -> Result<(), RepositoryError> {
+    ) -> Result<bool, RepositoryError> {
         let transaction = self.begin_write().await?;
-        users::Entity::update_many()
+        let updated = users::Entity::update_many()
             .col_expr(users::Column::PasswordHash, new_hash.into())
             .filter(users::Column::Id.eq(id.as_uuid()))
             .filter(users::Column::PasswordHash.eq(old_hash.expose_secret()))
             .exec(&*transaction)
             .await?;
-        transaction.commit().await
+        transaction.commit().await?;
+        Ok(updated.rows_affected == 1)
     }
 
     /// Disables or enables a user; disabling revokes all the user's live

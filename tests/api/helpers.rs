@@ -4,6 +4,7 @@ use std::{net::SocketAddr, num::NonZeroUsize, sync::Arc, time::Duration};
 
 use tempfile::TempDir;
 use token_authority::{
+    authority::{Pause, Pauses},
     clock::ManualClock,
     config::{ApiKey, Config},
     domain::password_hash::Argon2Settings,
@@ -46,6 +47,8 @@ pub struct TestApp {
 pub struct TestConfig {
     pub config: Config,
     pub clock: ManualClock,
+    /// Where the server holds calls for the test; none by default.
+    pub pauses: Pauses,
 }
 
 impl Default for TestConfig {
@@ -69,6 +72,7 @@ impl Default for TestConfig {
         Self {
             config,
             clock: ManualClock::starting_now(),
+            pauses: Pauses::none(),
         }
     }
 }
@@ -87,6 +91,12 @@ impl TestConfig {
     /// Changes the configuration.
     pub fn configure(mut self, change: impl FnOnce(&mut Config)) -> Self {
         change(&mut self.config);
+        self
+    }
+
+    /// Holds calls where `pauses` says, so that a test can interleave others.
+    pub fn pauses(mut self, pauses: Pauses) -> Self {
+        self.pauses = pauses;
         self
     }
 
@@ -159,8 +169,9 @@ impl TestApp {
     async fn start(config: TestConfig, database_url: String, directory: Arc<TempDir>) -> Self {
         let mut server_config = config.config.clone();
         server_config.database.url = database_url.clone();
-        let application =
-            Application::build(server_config, config.clock.shared()).await.expect("the application builds");
+        let application = Application::build_with_pauses(server_config, config.clock.shared(), config.pauses.clone())
+            .await
+            .expect("the application builds");
         let address = application.local_addr();
         let metrics_address = application.metrics_addr();
         let (shutdown, stopped) = oneshot::channel::<()>();
@@ -201,6 +212,11 @@ impl TestApp {
         self.stop().await;
         let config = self.config.clone();
         TestApp::start(config, self.database_url.clone(), self._directory.clone()).await
+    }
+
+    /// The configuration the server runs with.
+    pub fn config(&self) -> &Config {
+        &self.config.config
     }
 
     pub fn channel_uri(&self) -> String {
@@ -435,4 +451,50 @@ pub fn seconds(timestamp: &Option<prost_types::Timestamp>) -> i64 {
 
 pub async fn sleep(duration: Duration) {
     tokio::time::sleep(duration).await;
+}
+
+/// A pause point that, once armed, holds the next call that reaches it until
+/// the test releases it: the test knows the call is there, does something
+/// else meanwhile, then lets it go on.
+#[derive(Clone, Default)]
+pub struct Gate {
+    armed: Arc<std::sync::atomic::AtomicBool>,
+    reached: Arc<tokio::sync::Notify>,
+    released: Arc<tokio::sync::Notify>,
+}
+
+impl Gate {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// The next call to reach the gate will wait there.
+    pub fn arm(&self) {
+        self.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Resolves when a call is waiting at the gate.
+    pub async fn reached(&self) {
+        tokio::time::timeout(Duration::from_secs(60), self.reached.notified())
+            .await
+            .expect("a call reaches the gate");
+    }
+
+    /// Lets the waiting call go on.
+    pub fn release(&self) {
+        self.released.notify_one();
+    }
+}
+
+impl Pause for Gate {
+    fn wait(&self) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>> {
+        Box::pin(async move {
+            if self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                // notify_one keeps a permit, so the order of reached() and
+                // release() against this call does not matter.
+                self.reached.notify_one();
+                self.released.notified().await;
+            }
+        })
+    }
 }

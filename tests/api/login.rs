@@ -1,14 +1,21 @@
 //! Login: sessions, lifetimes, and refusals that reveal nothing.
 
+use secrecy::SecretString;
 use std::num::{NonZeroU32, NonZeroUsize};
 use token_authority::{
+    authority::Pauses,
+    clock::Clock,
+    domain::{ClientContext, Session, UserId, Username},
     proto::{self, VerifyReason},
     repository::{DatabaseConfig, Repository},
 };
 
 use tonic::Code;
 
-use crate::helpers::{PASSWORD, TestConfig, assert_status, claims_of, header_of, reason, seconds, spawn_app};
+use crate::helpers::{
+    Gate, PASSWORD, TestConfig, admin_request, assert_status, claims_of, header_of, login_on, reason, seconds,
+    spawn_app,
+};
 
 #[tokio::test]
 async fn login_issues_a_24_hour_token_for_a_new_session() {
@@ -272,4 +279,105 @@ async fn a_full_password_queue_answers_resource_exhausted_at_once() {
         assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
         assert!(status.message().contains("retry shortly"));
     }
+}
+
+/// A login held after its password check while an operator disables the
+/// user: the login must fail, and no session may exist for the user.
+#[tokio::test]
+async fn a_login_racing_a_disable_opens_no_session() {
+    let gate = Gate::new();
+    let mut app = TestConfig::default()
+        .pauses(Pauses {
+            login_after_password_check: Some(gate.clone()),
+        })
+        .spawn()
+        .await;
+    let user_id = app.create_user("alice", PASSWORD, &[]).await;
+    gate.arm();
+    let login = tokio::spawn(login_on(app.client.clone(), "alice"));
+    gate.reached().await;
+
+    let disabled = app
+        .admin
+        .set_user_disabled(admin_request(proto::SetUserDisabledRequest {
+            user_id: user_id.clone(),
+            disabled: true,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    gate.release();
+    let login = login.await.unwrap();
+
+    assert_eq!(disabled.revoked_count, 0, "no session existed when the user was disabled");
+    assert_status(login, Code::Unauthenticated, "invalid username or password");
+    let sessions = app
+        .repository()
+        .await
+        .list_live_sessions(UserId::parse("user_id", &user_id).unwrap(), app.clock.now())
+        .await
+        .unwrap();
+    assert!(sessions.is_empty(), "the racing login left a session: {sessions:?}");
+}
+
+/// A login with the old password, held after its check while the password
+/// changes: it must fail, and only the changer's session may live on.
+#[tokio::test]
+async fn a_login_racing_a_password_change_opens_no_session() {
+    let gate = Gate::new();
+    let mut app = TestConfig::default()
+        .pauses(Pauses {
+            login_after_password_check: Some(gate.clone()),
+        })
+        .spawn()
+        .await;
+    let first = app.user_with_session("alice").await;
+    gate.arm();
+    let login = tokio::spawn(login_on(app.client.clone(), "alice"));
+    gate.reached().await;
+
+    let changed = app
+        .client
+        .change_password(proto::ChangePasswordRequest {
+            access_token: first.access_token.clone(),
+            current_password: PASSWORD.into(),
+            new_password: "a brand new passphrase".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    gate.release();
+    let login = login.await.unwrap();
+
+    assert_status(login, Code::Unauthenticated, "invalid username or password");
+    let user_id = UserId::parse("user_id", &first.user_id).unwrap();
+    let sessions = app.repository().await.list_live_sessions(user_id, app.clock.now()).await.unwrap();
+    let ids: Vec<String> = sessions.iter().map(|session| session.id.to_string()).collect();
+    assert_eq!(ids, [first.session.unwrap().session_id], "only the changer's session lives");
+    assert_eq!(reason(&app.verify(&changed.access_token).await), VerifyReason::Ok);
+}
+
+/// The repository's conditional write itself: a session opens only for an
+/// enabled user whose stored hash is the one that was verified.
+#[tokio::test]
+async fn a_session_opens_only_while_the_user_is_as_checked() {
+    let mut app = spawn_app().await;
+    let user_id = app.create_user("alice", PASSWORD, &[]).await;
+    let repository = app.repository().await;
+    let username = Username::parse("username", "alice").unwrap();
+    let user = repository.find_user_by_username(&username).await.unwrap().unwrap();
+    let lifetimes = app.config().tokens.lifetimes;
+    let session = || Session::open(user.id, false, ClientContext::default(), &lifetimes, app.clock.now());
+
+    let stale = SecretString::from("$argon2id$v=19$m=64,t=1,p=1$c29tZXNhbHQ$stale");
+    assert!(!repository.open_session(&session(), &stale).await.unwrap(), "a changed password");
+    assert!(repository.open_session(&session(), &user.password_hash).await.unwrap(), "the user as checked");
+    repository.set_user_disabled(user.id, true, app.clock.now()).await.unwrap();
+    assert!(!repository.open_session(&session(), &user.password_hash).await.unwrap(), "a disabled user");
+
+    let live = repository
+        .list_live_sessions(UserId::parse("user_id", &user_id).unwrap(), app.clock.now())
+        .await
+        .unwrap();
+    assert!(live.is_empty(), "the one session opened was revoked by the disable: {live:?}");
 }

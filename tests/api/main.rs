@@ -4,6 +4,7 @@
 
 mod admin;
 mod cli;
+mod database_files;
 mod grpcurl;
 mod health;
 mod helpers;
