@@ -13,5 +13,6 @@ pub mod revocations;
 pub mod startup;
 pub mod supervisor;
 pub mod telemetry;
+pub mod tls;
 
 pub use grpc::proto;

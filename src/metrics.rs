@@ -6,7 +6,8 @@
 //! Exported (all prefixed `token_authority_`):
 //! - `logins_total{outcome}`, `refreshes_total{outcome}`,
 //!   `verifications_total{reason}`, `revocations_total{reason}`,
-//!   `reuse_detections_total`: counters;
+//!   `reuse_detections_total`, `caller_refusals_total{reason}`,
+//!   `calls_shed_total{limit}`: counters;
 //! - `live_sessions`, `stream_subscribers`, `session_cache_entries`: gauges;
 //! - `rpc_duration_seconds{method}`: a latency histogram per RPC. `method`
 //!   is `Service/Method` for each method this server serves (the two
@@ -144,6 +145,54 @@ impl RefreshOutcome {
     }
 }
 
+/// Why the caller check refused a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallerRefusal {
+    /// No credential where one is needed.
+    Missing,
+    /// An `authorization` header that is not `Bearer <key>`.
+    Malformed,
+    /// A key that is not configured.
+    UnknownKey,
+    /// A known caller without the access the method needs.
+    NotPermitted,
+    /// An admin call on a server with no admin credential.
+    AdminDisabled,
+}
+
+impl CallerRefusal {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Malformed => "malformed",
+            Self::UnknownKey => "unknown_key",
+            Self::NotPermitted => "not_permitted",
+            Self::AdminDisabled => "admin_disabled",
+        }
+    }
+}
+
+/// Which limit turned a call away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shed {
+    /// MAX_CONCURRENT_CALLS calls were in progress.
+    Concurrency,
+    /// The call outlived REQUEST_TIMEOUT.
+    Deadline,
+    /// The caller held MAX_REVOCATION_STREAMS_PER_CALLER streams.
+    RevocationStreams,
+}
+
+impl Shed {
+    fn label(self) -> &'static str {
+        match self {
+            Self::Concurrency => "concurrency",
+            Self::Deadline => "deadline",
+            Self::RevocationStreams => "revocation_streams",
+        }
+    }
+}
+
 /// Logs show outcomes with the same words as the metrics.
 macro_rules! display_as_label {
     ($($outcome:ty),*) => {$(
@@ -154,7 +203,7 @@ macro_rules! display_as_label {
         }
     )*};
 }
-display_as_label!(LoginOutcome, RefreshOutcome);
+display_as_label!(LoginOutcome, RefreshOutcome, CallerRefusal, Shed);
 
 fn verification_label(verdict: &Verdict) -> &'static str {
     match verdict {
@@ -187,6 +236,14 @@ pub fn verification(verdict: &Verdict) {
 
 pub fn revocations(reason: RevocationReason, count: u64) {
     metrics::counter!("token_authority_revocations_total", "reason" => reason.as_str()).increment(count);
+}
+
+pub fn caller_refused(refusal: CallerRefusal) {
+    metrics::counter!("token_authority_caller_refusals_total", "reason" => refusal.label()).increment(1);
+}
+
+pub fn call_shed(limit: Shed) {
+    metrics::counter!("token_authority_calls_shed_total", "limit" => limit.label()).increment(1);
 }
 
 pub fn reuse_detected() {

@@ -4,14 +4,13 @@
 //! background tasks under one [`Supervisor`] and serves until a shutdown
 //! future resolves. `main` and the tests take the same path.
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tonic::{
     server::NamedService,
-    service::interceptor::InterceptedService,
     transport::{Server, server::TcpIncoming},
 };
 use tonic_health::{ServingStatus, server::HealthReporter};
@@ -23,13 +22,13 @@ use crate::{
         cleanup_periodically,
     },
     clock::SharedClock,
-    config::{CleanupConfig, Config, TokenConfig},
+    config::{CleanupConfig, Config, Limits, TokenConfig},
     domain::{
         password_hash::Argon2Hasher,
         tokens::{Keyring, SigningKey},
     },
     grpc::{
-        AdminService, ApiKeys, TokenAuthorityService,
+        AdminService, CallLimitLayer, CallerAuth, CallerAuthLayer, StreamQuota, TokenAuthorityService,
         proto::{
             token_authority_admin_server::TokenAuthorityAdminServer, token_authority_server::TokenAuthorityServer,
         },
@@ -38,6 +37,7 @@ use crate::{
     repository::Repository,
     revocations::RevocationFeed,
     supervisor::Supervisor,
+    tls::{self, Certificates, TlsIncoming},
 };
 
 /// The services whose health is reported, besides the whole server ("").
@@ -57,6 +57,14 @@ struct MetricsEndpoint {
     handle: metrics_exporter_prometheus::PrometheusHandle,
 }
 
+/// The certificates being served, and how.
+struct TlsServing {
+    certificates: Arc<Certificates>,
+    server_config: Arc<rustls::ServerConfig>,
+    reload_interval: Duration,
+    handshake_timeout: Duration,
+}
+
 pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
@@ -66,7 +74,11 @@ pub struct Application {
     sessions: Arc<SessionCache>,
     throttle: Arc<LoginThrottle>,
     revocations: Arc<RevocationFeed>,
-    api_keys: ApiKeys,
+    auth: CallerAuthLayer,
+    /// TLS on the gRPC port, when configured.
+    tls: Option<TlsServing>,
+    limits: Limits,
+    reflection: bool,
     clock: SharedClock,
     cleanup: CleanupConfig,
     health_check_interval: Duration,
@@ -109,12 +121,30 @@ impl Application {
             clock: clock.clone(),
             pauses,
         });
-        let api_keys = ApiKeys::new(&config.api_keys.admin, &config.api_keys.service);
-        if !api_keys.admin_configured() {
+        config.check_caller_credentials()?;
+        let auth = CallerAuth::new(&config.api_keys, &config.callers, config.tls.as_ref());
+        if !auth.admin_configured() {
             warn!(
                 "ADMIN_API_KEYS is not set: every admin call will be refused (PERMISSION_DENIED); set ADMIN_API_KEYS=<key>[,<key>...] to enable the admin API"
             );
         }
+        if config.callers.allow_unauthenticated {
+            warn!(
+                "ALLOW_UNAUTHENTICATED_CALLERS=true: TokenAuthority calls need no credential; only on a trusted network"
+            );
+        }
+        let tls = match &config.tls {
+            Some(settings) => {
+                let certificates = Certificates::load(settings)?;
+                Some(TlsServing {
+                    server_config: tls::server_config(certificates.clone(), settings)?,
+                    certificates,
+                    reload_interval: settings.reload_interval,
+                    handshake_timeout: settings.handshake_timeout,
+                })
+            }
+            None => None,
+        };
         let metrics = match config.metrics_addr {
             Some(address) => {
                 let handle = metrics::install()?;
@@ -141,7 +171,10 @@ impl Application {
             sessions,
             throttle,
             revocations,
-            api_keys,
+            auth: auth.into_layer(),
+            tls,
+            limits: config.limits,
+            reflection: config.callers.reflection,
             clock,
             cleanup: config.cleanup,
             health_check_interval: config.health_check_interval,
@@ -170,30 +203,58 @@ impl Application {
         let metrics = self.metrics.take();
         let mut supervisor = self.start_background_tasks(&health, metrics);
 
+        let limits = self.limits;
+        let tls_enabled = self.tls.is_some();
+        let max_request = limits.max_request_bytes;
         let token_authority = TokenAuthorityServer::new(TokenAuthorityService::new(
             self.authority.clone(),
             self.revocations.clone(),
-            self.api_keys.clone(),
-        ));
-        let admin = InterceptedService::new(
-            TokenAuthorityAdminServer::new(AdminService::new(self.authority.clone())),
-            self.api_keys.require_admin(),
-        );
+            StreamQuota::new(limits.max_revocation_streams_per_caller.get()),
+        ))
+        .max_decoding_message_size(max_request);
+        let admin = TokenAuthorityAdminServer::new(AdminService::new(self.authority.clone()))
+            .max_decoding_message_size(max_request);
+        let (reflection_v1, reflection_v1alpha) = if self.reflection {
+            (
+                Some(reflection().build_v1()?.max_decoding_message_size(max_request)),
+                Some(reflection().build_v1alpha()?.max_decoding_message_size(max_request)),
+            )
+        } else {
+            (None, None)
+        };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = Server::builder()
+        let stopped = async {
+            let _ = stopped.await;
+        };
+        let router = Server::builder()
+            .max_concurrent_streams(Some(limits.max_streams_per_connection.get()))
+            .http2_keepalive_interval(Some(limits.http2_keepalive_interval))
+            .http2_keepalive_timeout(Some(limits.http2_keepalive_timeout))
+            // Outermost first: every call is timed, then bounded, then its
+            // caller checked, before any service sees it.
             .layer(metrics::RpcTimingLayer)
-            .add_service(health_service)
-            .add_service(reflection().build_v1()?)
-            .add_service(reflection().build_v1alpha()?)
+            .layer(CallLimitLayer::new(limits.max_concurrent_calls.get(), limits.request_timeout))
+            .layer(self.auth.clone())
+            .add_service(health_service.max_decoding_message_size(max_request))
+            .add_optional_service(reflection_v1)
+            .add_optional_service(reflection_v1alpha)
             .add_service(token_authority)
-            .add_service(admin)
+            .add_service(admin);
+        let server: Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> = match self.tls.take() {
+            Some(tls) => {
+                let incoming =
+                    TlsIncoming::new(self.listener, tls.server_config, tls.handshake_timeout, limits.tcp_keepalive);
+                Box::pin(router.serve_with_incoming_shutdown(incoming, stopped))
+            }
             // TCP_NODELAY: without it, small gRPC replies can wait 40 ms for
             // a delayed ACK (Nagle's algorithm).
-            .serve_with_incoming_shutdown(TcpIncoming::from(self.listener).with_nodelay(Some(true)), async {
-                let _ = stopped.await;
-            });
+            None => Box::pin(router.serve_with_incoming_shutdown(
+                TcpIncoming::from(self.listener).with_nodelay(Some(true)).with_keepalive(Some(limits.tcp_keepalive)),
+                stopped,
+            )),
+        };
         tokio::pin!(server);
-        info!(address = %self.local_addr, "serving gRPC");
+        info!(address = %self.local_addr, tls = tls_enabled, "serving gRPC");
 
         let failure = tokio::select! {
             result = &mut server => {
@@ -244,6 +305,9 @@ impl Application {
             ),
         );
         supervisor.spawn("login throttle sweep", self.throttle.clone().forget_idle_periodically());
+        if let Some(tls) = &self.tls {
+            supervisor.spawn("TLS certificate reload", tls.certificates.clone().watch(tls.reload_interval));
+        }
         if let Some(endpoint) = metrics {
             info!(address = %endpoint.address, "serving Prometheus metrics on /metrics");
             supervisor.spawn("metrics listener", metrics::serve(endpoint.listener, endpoint.handle));

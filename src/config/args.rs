@@ -9,6 +9,7 @@
 use std::{
     net::SocketAddr,
     num::{NonZeroU32, NonZeroUsize},
+    path::PathBuf,
     time::Duration,
 };
 
@@ -100,13 +101,12 @@ pub struct ServeArgs {
     pub tokens: TokenArgs,
     #[command(flatten)]
     pub argon2: Argon2Args,
-    /// Keys that authorise admin calls (`authorization: Bearer <key>`), comma-separated,
-    /// each `name:key` (the name shows in logs) or a bare key. With none, every admin call is refused.
-    #[arg(long, env = "ADMIN_API_KEYS", value_delimiter = ',', hide_env_values = true)]
-    pub admin_api_keys: Vec<SecretString>,
-    /// Keys that may only watch revocations (WatchRevocations), comma-separated, `name:key` or bare.
-    #[arg(long, env = "SERVICE_API_KEYS", value_delimiter = ',', hide_env_values = true)]
-    pub service_api_keys: Vec<SecretString>,
+    #[command(flatten)]
+    pub callers: CallerArgs,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    #[command(flatten)]
+    pub limits: LimitArgs,
     /// A heartbeat goes out on a revocation stream idle this long.
     #[arg(long, env = "REVOCATION_HEARTBEAT", default_value = "15s", value_parser = positive_duration)]
     pub revocation_heartbeat: Duration,
@@ -145,6 +145,91 @@ pub struct ServeArgs {
     pub shutdown_timeout: Duration,
 }
 
+/// Who may call, and how they prove it.
+#[derive(Debug, Args)]
+pub struct CallerArgs {
+    /// Keys that authorise admin calls (`authorization: Bearer <key>`), comma-separated,
+    /// each `name:key` (the name shows in logs) or a bare key. Admin keys may make
+    /// service calls too. With none, every admin call is refused.
+    #[arg(long, env = "ADMIN_API_KEYS", value_delimiter = ',', hide_env_values = true)]
+    pub admin_api_keys: Vec<SecretString>,
+    /// A file holding the admin keys, one per line (or comma-separated), as a secret mount provides it.
+    #[arg(long, env = "ADMIN_API_KEYS_FILE")]
+    pub admin_api_keys_file: Option<PathBuf>,
+    /// Keys of the backend services that call TokenAuthority (Login, Verify, WatchRevocations, ...),
+    /// comma-separated, `name:key` or bare.
+    #[arg(long, env = "SERVICE_API_KEYS", value_delimiter = ',', hide_env_values = true)]
+    pub service_api_keys: Vec<SecretString>,
+    /// A file holding the service keys, one per line (or comma-separated).
+    #[arg(long, env = "SERVICE_API_KEYS_FILE")]
+    pub service_api_keys_file: Option<PathBuf>,
+    /// Let TokenAuthority calls through without a service key or client certificate (a
+    /// trusted network only). Admin calls always need an admin credential.
+    #[arg(long, env = "ALLOW_UNAUTHENTICATED_CALLERS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_unauthenticated_callers: bool,
+    /// Serve gRPC server reflection (what `grpcurl list` and `describe` read), to anyone.
+    #[arg(long, env = "REFLECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub reflection: bool,
+}
+
+/// TLS for the gRPC port, and client certificates.
+#[derive(Debug, Args)]
+pub struct TlsArgs {
+    /// The server's certificate chain (PEM). With TLS_KEY_FILE, gRPC is served over TLS only.
+    #[arg(long, env = "TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key of TLS_CERT_FILE (PEM).
+    #[arg(long, env = "TLS_KEY_FILE")]
+    pub tls_key_file: Option<PathBuf>,
+    /// CA certificates (PEM): every client must present a certificate signed by one (mTLS).
+    /// Its name (subject CN, else its first DNS or URI name) identifies the caller.
+    #[arg(long, env = "TLS_CLIENT_CA_FILE")]
+    pub tls_client_ca_file: Option<PathBuf>,
+    /// Client certificate names that may make admin calls, comma-separated.
+    #[arg(long, env = "TLS_ADMIN_CLIENTS", value_delimiter = ',')]
+    pub tls_admin_clients: Vec<String>,
+    /// How often the certificate and key files are checked for a renewal (SIGHUP checks at once).
+    #[arg(long, env = "TLS_RELOAD_INTERVAL", default_value = "30s", value_parser = positive_duration)]
+    pub tls_reload_interval: Duration,
+    /// A TLS handshake not finished within this is dropped.
+    #[arg(long, env = "TLS_HANDSHAKE_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
+    pub tls_handshake_timeout: Duration,
+    /// Serve plaintext gRPC on an address other than loopback (a trusted network, or TLS
+    /// terminated in front). Without it, such a LISTEN_ADDR needs TLS_CERT_FILE.
+    #[arg(long, env = "ALLOW_PLAINTEXT", default_value_t = false, action = clap::ArgAction::Set)]
+    pub allow_plaintext: bool,
+}
+
+/// What one caller, one connection or one call may hold.
+#[derive(Debug, Args)]
+pub struct LimitArgs {
+    /// Calls (HTTP/2 streams) open at once on one connection; more are refused.
+    #[arg(long, env = "MAX_STREAMS_PER_CONNECTION", default_value = "128")]
+    pub max_streams_per_connection: NonZeroU32,
+    /// Calls in progress at once on the whole server; beyond, RESOURCE_EXHAUSTED at once.
+    /// A revocation stream counts while it opens; open ones are capped per caller.
+    #[arg(long, env = "MAX_CONCURRENT_CALLS", default_value = "1024")]
+    pub max_concurrent_calls: NonZeroUsize,
+    /// A call (its request arriving, and its answer computed) is cut off after this.
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
+    pub request_timeout: Duration,
+    /// The largest request message accepted, in KiB.
+    #[arg(long, env = "MAX_REQUEST_KIB", default_value = "16")]
+    pub max_request_kib: NonZeroUsize,
+    /// Revocation streams open at once per caller (key or client certificate name).
+    #[arg(long, env = "MAX_REVOCATION_STREAMS_PER_CALLER", default_value = "256")]
+    pub max_revocation_streams_per_caller: NonZeroUsize,
+    /// An HTTP/2 ping goes out on a connection idle this long.
+    #[arg(long, env = "HTTP2_KEEPALIVE_INTERVAL", default_value = "60s", value_parser = positive_duration)]
+    pub http2_keepalive_interval: Duration,
+    /// A connection whose ping is not answered within this is closed.
+    #[arg(long, env = "HTTP2_KEEPALIVE_TIMEOUT", default_value = "20s", value_parser = positive_duration)]
+    pub http2_keepalive_timeout: Duration,
+    /// TCP keepalive probes start on a connection idle this long (dead peers are dropped).
+    #[arg(long, env = "TCP_KEEPALIVE", default_value = "60s", value_parser = positive_duration)]
+    pub tcp_keepalive: Duration,
+}
+
 #[derive(Debug, Args)]
 pub struct RetentionArgs {
     /// How often expired sessions and old revocation events are deleted.
@@ -157,14 +242,13 @@ pub struct RetentionArgs {
 
 #[derive(Debug, Args)]
 pub struct DatabaseArgs {
-    /// `sqlite:<file>` (created if missing) or `postgres://user:password@host/db`.
-    #[arg(
-        long,
-        env = "DATABASE_URL",
-        default_value = "sqlite:token-authority.db",
-        hide_env_values = true
-    )]
-    pub database_url: SecretString,
+    /// `sqlite:<file>` (created if missing) or `postgres://user:password@host/db`
+    /// [default: sqlite:token-authority.db].
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<SecretString>,
+    /// A file holding DATABASE_URL (its password), as a secret mount provides it.
+    #[arg(long, env = "DATABASE_URL_FILE")]
+    pub database_url_file: Option<PathBuf>,
     /// Most connections the pool opens.
     #[arg(long, env = "DATABASE_MAX_CONNECTIONS", default_value = "10")]
     pub database_max_connections: NonZeroU32,
@@ -179,11 +263,17 @@ pub struct TokenArgs {
     /// on first start and kept in the database.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<SecretString>,
+    /// A file holding JWT_SECRET, as a secret mount provides it.
+    #[arg(long, env = "JWT_SECRET_FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
     /// More HS256 secrets, comma-separated, that verify but never sign: the
     /// former secret (its tokens keep working until they expire) or the next
     /// one, while rotating JWT_SECRET without logging anybody out.
     #[arg(long, env = "JWT_ACCEPTED_SECRETS", value_delimiter = ',', hide_env_values = true)]
     pub jwt_accepted_secrets: Vec<SecretString>,
+    /// A file holding JWT_ACCEPTED_SECRETS, one per line (or comma-separated).
+    #[arg(long, env = "JWT_ACCEPTED_SECRETS_FILE")]
+    pub jwt_accepted_secrets_file: Option<PathBuf>,
     /// Lifetime of a token.
     #[arg(long, env = "JWT_EXPIRES_IN", default_value = "24h", value_parser = whole_seconds)]
     pub jwt_expires_in: Duration,

@@ -13,6 +13,7 @@ pub mod args;
 use std::{
     net::SocketAddr,
     num::{NonZeroU32, NonZeroUsize},
+    path::{Path, PathBuf},
     time::Duration,
 };
 
@@ -41,6 +42,10 @@ pub struct Config {
     pub argon2: Argon2Settings,
     pub password_hashing: PasswordHashingConfig,
     pub api_keys: ApiKeyConfig,
+    pub callers: CallerConfig,
+    /// TLS on the gRPC port; `None`: plaintext (loopback, or ALLOW_PLAINTEXT).
+    pub tls: Option<TlsConfig>,
+    pub limits: Limits,
     pub revocations: FeedSettings,
     pub cleanup: CleanupConfig,
     /// Sessions Verify keeps in memory.
@@ -81,6 +86,48 @@ pub struct ApiKeyConfig {
     /// May only watch revocations.
     pub service: Vec<ApiKey>,
 }
+
+/// Who may call without a credential, and what is open to anyone.
+#[derive(Debug, Clone, Copy)]
+pub struct CallerConfig {
+    /// TokenAuthority calls without a service credential are let through
+    /// (a trusted network); admin calls still need an admin credential.
+    pub allow_unauthenticated: bool,
+    /// Server reflection is served (to anyone, like health).
+    pub reflection: bool,
+}
+
+/// TLS on the gRPC port: the files are read at start and again whenever
+/// they change (or on SIGHUP).
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// Clients must present a certificate signed by one of these CAs.
+    pub client_ca_file: Option<PathBuf>,
+    /// Client certificate names that may make admin calls.
+    pub admin_clients: Vec<String>,
+    pub reload_interval: Duration,
+    pub handshake_timeout: Duration,
+}
+
+/// What one connection, one call and one caller may hold, so that no
+/// client can take the server's memory or every slot for itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_streams_per_connection: NonZeroU32,
+    pub max_concurrent_calls: NonZeroUsize,
+    pub request_timeout: Duration,
+    pub max_request_bytes: usize,
+    pub max_revocation_streams_per_caller: NonZeroUsize,
+    pub http2_keepalive_interval: Duration,
+    pub http2_keepalive_timeout: Duration,
+    pub tcp_keepalive: Duration,
+}
+
+/// The largest request the API has: ChangePassword with an 8 KiB token and
+/// two 1 KiB passwords. A smaller MAX_REQUEST_KIB would refuse valid calls.
+const MIN_REQUEST_KIB: usize = 12;
 
 #[derive(Debug, Clone)]
 pub struct ApiKey {
@@ -161,6 +208,29 @@ impl Config {
     pub fn from_args(args: args::ServeArgs) -> Result<Self, ConfigError> {
         let tokens = TokenConfig::from_args(args.tokens)?;
         let cleanup = CleanupConfig::from_args(&args.retention, &tokens);
+        let tls = TlsConfig::from_args(&args.tls)?;
+        if tls.is_none() && !args.listen_addr.ip().is_loopback() && !args.tls.allow_plaintext {
+            return Err(invalid(
+                "LISTEN_ADDR",
+                format!(
+                    "{} is not a loopback address: serve TLS there (TLS_CERT_FILE and TLS_KEY_FILE), or set ALLOW_PLAINTEXT=true on a trusted network",
+                    args.listen_addr
+                ),
+            ));
+        }
+        let callers = args.callers;
+        let admin = secrets_from(
+            "ADMIN_API_KEYS",
+            "ADMIN_API_KEYS_FILE",
+            callers.admin_api_keys,
+            callers.admin_api_keys_file.as_deref(),
+        )?;
+        let service = secrets_from(
+            "SERVICE_API_KEYS",
+            "SERVICE_API_KEYS_FILE",
+            callers.service_api_keys,
+            callers.service_api_keys_file.as_deref(),
+        )?;
         Ok(Self {
             listen_addr: args.listen_addr,
             database: database_config(args.database)?,
@@ -172,9 +242,15 @@ impl Config {
                 queue: args.password_hashing_queue,
             },
             api_keys: ApiKeyConfig {
-                admin: ApiKey::parse_all("ADMIN_API_KEYS", "admin", &args.admin_api_keys)?,
-                service: ApiKey::parse_all("SERVICE_API_KEYS", "service", &args.service_api_keys)?,
+                admin: ApiKey::parse_all("ADMIN_API_KEYS", "admin", &admin)?,
+                service: ApiKey::parse_all("SERVICE_API_KEYS", "service", &service)?,
             },
+            callers: CallerConfig {
+                allow_unauthenticated: callers.allow_unauthenticated_callers,
+                reflection: callers.reflection,
+            },
+            tls,
+            limits: Limits::from_args(&args.limits)?,
             revocations: FeedSettings {
                 heartbeat: args.revocation_heartbeat,
                 poll_interval: args.revocation_poll_interval,
@@ -190,6 +266,20 @@ impl Config {
             shutdown_timeout: args.shutdown_timeout,
         })
     }
+
+    /// Fails closed: refuses a configuration in which callers must prove
+    /// who they are but no credential could ever be presented. Checked when
+    /// the server is built, so that a `Config` made in code is held to it too.
+    pub fn check_caller_credentials(&self) -> Result<(), ConfigError> {
+        let client_certificates = self.tls.as_ref().is_some_and(|tls| tls.client_ca_file.is_some());
+        if self.callers.allow_unauthenticated || !self.api_keys.service.is_empty() || client_certificates {
+            return Ok(());
+        }
+        Err(invalid(
+            "SERVICE_API_KEYS",
+            "callers must authenticate, but no service credential is configured: set SERVICE_API_KEYS (or SERVICE_API_KEYS_FILE) for backend services, or TLS_CLIENT_CA_FILE for client certificates; on a trusted network, ALLOW_UNAUTHENTICATED_CALLERS=true turns the check off",
+        ))
+    }
 }
 
 impl Default for Config {
@@ -200,7 +290,15 @@ impl Default for Config {
 }
 
 impl TokenConfig {
-    pub fn from_args(args: args::TokenArgs) -> Result<Self, ConfigError> {
+    pub fn from_args(mut args: args::TokenArgs) -> Result<Self, ConfigError> {
+        args.jwt_secret =
+            secret_from("JWT_SECRET", "JWT_SECRET_FILE", args.jwt_secret, args.jwt_secret_file.as_deref())?;
+        args.jwt_accepted_secrets = secrets_from(
+            "JWT_ACCEPTED_SECRETS",
+            "JWT_ACCEPTED_SECRETS_FILE",
+            std::mem::take(&mut args.jwt_accepted_secrets),
+            args.jwt_accepted_secrets_file.as_deref(),
+        )?;
         let lifetimes = TokenLifetimes {
             standard: args.jwt_expires_in,
             remember_me: args.jwt_remember_me_expires_in,
@@ -259,8 +357,13 @@ impl CleanupConfig {
     }
 }
 
+/// Where the database is when neither DATABASE_URL nor DATABASE_URL_FILE is set.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite:token-authority.db";
+
 pub fn database_config(args: args::DatabaseArgs) -> Result<DatabaseConfig, ConfigError> {
-    let url = args.database_url.expose_secret();
+    let url = secret_from("DATABASE_URL", "DATABASE_URL_FILE", args.database_url, args.database_url_file.as_deref())?
+        .unwrap_or_else(|| SecretString::from(DEFAULT_DATABASE_URL));
+    let url = url.expose_secret();
     if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         return Err(invalid("DATABASE_URL", "must start with sqlite: or postgres://"));
     }
@@ -269,6 +372,119 @@ pub fn database_config(args: args::DatabaseArgs) -> Result<DatabaseConfig, Confi
         max_connections: args.database_max_connections.get(),
         acquire_timeout: args.database_acquire_timeout,
     })
+}
+
+impl TlsConfig {
+    fn from_args(args: &args::TlsArgs) -> Result<Option<Self>, ConfigError> {
+        let (cert_file, key_file) = match (&args.tls_cert_file, &args.tls_key_file) {
+            (Some(cert), Some(key)) => (cert.clone(), key.clone()),
+            (None, None) => {
+                if args.tls_client_ca_file.is_some() {
+                    return Err(invalid("TLS_CLIENT_CA_FILE", "needs TLS_CERT_FILE and TLS_KEY_FILE"));
+                }
+                if !args.tls_admin_clients.is_empty() {
+                    return Err(invalid("TLS_ADMIN_CLIENTS", "needs TLS_CLIENT_CA_FILE"));
+                }
+                return Ok(None);
+            }
+            (Some(_), None) => return Err(invalid("TLS_KEY_FILE", "must be set with TLS_CERT_FILE")),
+            (None, Some(_)) => return Err(invalid("TLS_CERT_FILE", "must be set with TLS_KEY_FILE")),
+        };
+        if !args.tls_admin_clients.is_empty() && args.tls_client_ca_file.is_none() {
+            return Err(invalid("TLS_ADMIN_CLIENTS", "needs TLS_CLIENT_CA_FILE"));
+        }
+        let admin_clients: Vec<String> = args
+            .tls_admin_clients
+            .iter()
+            .map(|name| name.trim().to_owned())
+            .filter(|name| !name.is_empty())
+            .collect();
+        Ok(Some(Self {
+            cert_file,
+            key_file,
+            client_ca_file: args.tls_client_ca_file.clone(),
+            admin_clients,
+            reload_interval: args.tls_reload_interval,
+            handshake_timeout: args.tls_handshake_timeout,
+        }))
+    }
+}
+
+impl Limits {
+    fn from_args(args: &args::LimitArgs) -> Result<Self, ConfigError> {
+        if args.max_request_kib.get() < MIN_REQUEST_KIB {
+            return Err(invalid(
+                "MAX_REQUEST_KIB",
+                format!("must be at least {MIN_REQUEST_KIB}: a ChangePassword with an 8 KiB token needs that much"),
+            ));
+        }
+        Ok(Self {
+            max_streams_per_connection: args.max_streams_per_connection,
+            max_concurrent_calls: args.max_concurrent_calls,
+            request_timeout: args.request_timeout,
+            max_request_bytes: args.max_request_kib.get().saturating_mul(1024),
+            max_revocation_streams_per_caller: args.max_revocation_streams_per_caller,
+            http2_keepalive_interval: args.http2_keepalive_interval,
+            http2_keepalive_timeout: args.http2_keepalive_timeout,
+            tcp_keepalive: args.tcp_keepalive,
+        })
+    }
+}
+
+/// A secret from its setting, or from the file its `_FILE` twin names (as
+/// Kubernetes and other secret mounts provide them), never from both. The
+/// file's final line break is not part of the secret.
+fn secret_from(
+    setting: &'static str,
+    file_setting: &'static str,
+    value: Option<SecretString>,
+    file: Option<&Path>,
+) -> Result<Option<SecretString>, ConfigError> {
+    match (value, file) {
+        (Some(_), Some(_)) => Err(both_set(setting, file_setting)),
+        (value, None) => Ok(value),
+        (None, Some(path)) => {
+            let text = read_secret_file(file_setting, path)?;
+            let text = text.strip_suffix('\n').map(|text| text.strip_suffix('\r').unwrap_or(text)).unwrap_or(&text);
+            if text.is_empty() {
+                return Err(invalid(file_setting, format!("{} is empty", path.display())));
+            }
+            Ok(Some(SecretString::from(text)))
+        }
+    }
+}
+
+/// A list of secrets from its setting, or from the file its `_FILE` twin
+/// names: one per line or comma-separated, blank lines ignored.
+fn secrets_from(
+    setting: &'static str,
+    file_setting: &'static str,
+    values: Vec<SecretString>,
+    file: Option<&Path>,
+) -> Result<Vec<SecretString>, ConfigError> {
+    match file {
+        None => Ok(values),
+        Some(_) if !values.is_empty() => Err(both_set(setting, file_setting)),
+        Some(path) => {
+            let text = read_secret_file(file_setting, path)?;
+            Ok(text
+                .split(['\n', ','])
+                .map(str::trim)
+                .filter(|entry| !entry.is_empty())
+                .map(SecretString::from)
+                .collect())
+        }
+    }
+}
+
+fn both_set(setting: &'static str, file_setting: &'static str) -> ConfigError {
+    invalid(setting, format!("set either {setting} or {file_setting}, not both"))
+}
+
+/// The file's text; the error names the setting and the path, never the content.
+fn read_secret_file(file_setting: &'static str, path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path)
+        .map_err(|error| invalid(file_setting, format!("cannot read {}: {error}", path.display())))
 }
 
 pub fn argon2_settings(args: &args::Argon2Args) -> Result<Argon2Settings, ConfigError> {

@@ -1,5 +1,5 @@
-//! `tokenauthority.v1.TokenAuthorityAdmin`: operator calls. The admin key
-//! check happens before any handler runs (`auth::ApiKeys::require_admin`).
+//! `tokenauthority.v1.TokenAuthorityAdmin`: operator calls. The admin
+//! credential check happens before any handler runs (`auth`).
 
 use std::sync::Arc;
 
@@ -10,10 +10,7 @@ use super::{
     proto::{self, token_authority_admin_server::TokenAuthorityAdmin},
     token_authority::saturating_u32,
 };
-use crate::{
-    authority::Authority,
-    domain::{NewPassword, Roles, SessionId, UserId, Username},
-};
+use crate::authority::Authority;
 
 pub struct AdminService {
     authority: Arc<Authority>,
@@ -31,10 +28,7 @@ impl TokenAuthorityAdmin for AdminService {
         &self,
         request: Request<proto::CreateUserRequest>,
     ) -> Result<Response<proto::CreateUserResponse>, Status> {
-        let request = request.into_inner();
-        let username = Username::parse("username", &request.username)?;
-        let password = NewPassword::parse("password", request.password)?;
-        let roles = Roles::parse("roles", &request.roles)?;
+        let (username, password, roles) = convert::create_user(request.into_inner())?;
         let user_id = self.authority.create_user(username, password, roles).await?;
         Ok(Response::new(proto::CreateUserResponse {
             user_id: user_id.to_string(),
@@ -46,7 +40,7 @@ impl TokenAuthorityAdmin for AdminService {
         request: Request<proto::SetUserDisabledRequest>,
     ) -> Result<Response<proto::SetUserDisabledResponse>, Status> {
         let request = request.into_inner();
-        let user_id = UserId::parse("user_id", &request.user_id)?;
+        let user_id = convert::user_id(&request.user_id)?;
         let revoked = self.authority.set_user_disabled(user_id, request.disabled).await?;
         Ok(Response::new(proto::SetUserDisabledResponse {
             revoked_count: saturating_u32(revoked),
@@ -57,7 +51,7 @@ impl TokenAuthorityAdmin for AdminService {
         &self,
         request: Request<proto::RevokeSessionRequest>,
     ) -> Result<Response<proto::RevokeSessionResponse>, Status> {
-        let session_id = SessionId::parse("session_id", &request.into_inner().session_id)?;
+        let session_id = convert::session_id(&request.into_inner().session_id)?;
         let revoked = self.authority.revoke_session(session_id).await?;
         Ok(Response::new(proto::RevokeSessionResponse { revoked }))
     }
@@ -66,7 +60,7 @@ impl TokenAuthorityAdmin for AdminService {
         &self,
         request: Request<proto::ListUserSessionsRequest>,
     ) -> Result<Response<proto::ListUserSessionsResponse>, Status> {
-        let user_id = UserId::parse("user_id", &request.into_inner().user_id)?;
+        let user_id = convert::user_id(&request.into_inner().user_id)?;
         let sessions = self.authority.list_user_sessions(user_id).await?;
         Ok(Response::new(proto::ListUserSessionsResponse {
             sessions: convert::sessions(&sessions, None),

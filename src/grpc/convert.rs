@@ -6,10 +6,10 @@ use super::proto;
 use crate::{
     authority::{InvalidReason, IssuedSession, LoginRequest, Verdict},
     domain::{
-        AccessToken, ClientContext, Password, RevocationEvent, RevocationReason, Session, SessionId, Timestamp,
-        Username, ValidationError, tokens::TokenRejection,
+        AccessToken, ClientContext, NewPassword, Password, RevocationEvent, RevocationReason, Roles, Session,
+        SessionId, Timestamp, UserId, Username, ValidationError, tokens::TokenRejection,
     },
-    revocations::FeedItem,
+    revocations::{FeedItem, WatchRequest},
 };
 
 pub fn timestamp(time: Timestamp) -> prost_types::Timestamp {
@@ -31,6 +31,53 @@ pub fn client_context(client: Option<proto::ClientContext>) -> Result<ClientCont
         None => Ok(ClientContext::default()),
         Some(client) => ClientContext::parse(&client.ip_address, &client.user_agent, &client.device_id),
     }
+}
+
+/// Refresh: the token, and the client context when the caller sent one.
+pub fn refresh(request: proto::RefreshRequest) -> Result<(AccessToken, Option<ClientContext>), ValidationError> {
+    let token = access_token(request.access_token)?;
+    let client = request.client.map(|client| client_context(Some(client))).transpose()?;
+    Ok((token, client))
+}
+
+/// LogoutAll: the token, and whether to keep its own session.
+pub fn logout_all(request: proto::LogoutAllRequest) -> Result<(AccessToken, bool), ValidationError> {
+    Ok((access_token(request.access_token)?, request.keep_current))
+}
+
+/// ChangePassword: the token, the current password and the new one.
+pub fn change_password(
+    request: proto::ChangePasswordRequest,
+) -> Result<(AccessToken, Password, NewPassword), ValidationError> {
+    Ok((
+        access_token(request.access_token)?,
+        Password::parse("current_password", request.current_password)?,
+        NewPassword::parse("new_password", request.new_password)?,
+    ))
+}
+
+pub fn watch(request: proto::WatchRevocationsRequest) -> WatchRequest {
+    WatchRequest {
+        after_cursor: request.after_cursor,
+        include_snapshot: request.include_snapshot,
+    }
+}
+
+/// CreateUser: who, with which password and roles.
+pub fn create_user(request: proto::CreateUserRequest) -> Result<(Username, NewPassword, Roles), ValidationError> {
+    Ok((
+        Username::parse("username", &request.username)?,
+        NewPassword::parse("password", request.password)?,
+        Roles::parse("roles", &request.roles)?,
+    ))
+}
+
+pub fn user_id(value: &str) -> Result<UserId, ValidationError> {
+    UserId::parse("user_id", value)
+}
+
+pub fn session_id(value: &str) -> Result<SessionId, ValidationError> {
+    SessionId::parse("session_id", value)
 }
 
 pub fn session(session: &Session, current: Option<SessionId>) -> proto::Session {

@@ -5,11 +5,16 @@
 mod admin;
 mod auth;
 mod convert;
+#[cfg(fuzzing)]
+pub mod fuzzing;
+mod limits;
+mod refused;
 mod status;
 mod token_authority;
 
 pub use admin::AdminService;
-pub use auth::{Access, ApiKeys, Caller};
+pub use auth::{Access, Caller, CallerAuth, CallerAuthLayer, Credential, PUBLIC, UNAUTHENTICATED};
+pub use limits::{CallLimitLayer, StreamQuota};
 pub use token_authority::TokenAuthorityService;
 
 /// The generated code, for servers here and for clients (tests, tools).

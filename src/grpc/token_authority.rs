@@ -7,28 +7,28 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use super::{
-    ApiKeys,
-    convert::{self, access_token, client_context},
+    Caller, StreamQuota,
+    convert::{self, access_token},
     proto::{self, token_authority_server::TokenAuthority},
 };
 use crate::{
     authority::{Authority, LoginRequest},
-    domain::{NewPassword, Password},
-    revocations::{RevocationFeed, WatchRequest},
+    revocations::RevocationFeed,
 };
 
 pub struct TokenAuthorityService {
     authority: Arc<Authority>,
     revocations: Arc<RevocationFeed>,
-    api_keys: ApiKeys,
+    /// Revocation streams open per caller.
+    streams: Arc<StreamQuota>,
 }
 
 impl TokenAuthorityService {
-    pub fn new(authority: Arc<Authority>, revocations: Arc<RevocationFeed>, api_keys: ApiKeys) -> Self {
+    pub fn new(authority: Arc<Authority>, revocations: Arc<RevocationFeed>, streams: Arc<StreamQuota>) -> Self {
         Self {
             authority,
             revocations,
-            api_keys,
+            streams,
         }
     }
 }
@@ -43,17 +43,20 @@ impl TokenAuthority for TokenAuthorityService {
         &self,
         request: Request<proto::WatchRevocationsRequest>,
     ) -> Result<Response<Self::WatchRevocationsStream>, Status> {
-        let watcher = self.api_keys.authorize_watcher(request.metadata())?;
+        // The caller check (`auth`) runs before every call here.
+        let watcher = request
+            .extensions()
+            .get::<Caller>()
+            .cloned()
+            .ok_or_else(|| Status::unauthenticated("authorization: missing"))?;
+        let slot = self.streams.acquire(&watcher.name)?;
         tracing::info!(watcher = %watcher.name, "revocation stream opened");
-        let request = request.into_inner();
-        let items = self
-            .revocations
-            .subscribe(WatchRequest {
-                after_cursor: request.after_cursor,
-                include_snapshot: request.include_snapshot,
-            })
-            .await?;
-        let events = items.map(|item| item.map(proto::RevocationEvent::from).map_err(Status::from));
+        let items = self.revocations.subscribe(convert::watch(request.into_inner())).await?;
+        // The stream holds its slot until it ends.
+        let events = items.map(move |item| {
+            let _held = &slot;
+            item.map(proto::RevocationEvent::from).map_err(Status::from)
+        });
         Ok(Response::new(Box::pin(events)))
     }
 
@@ -67,9 +70,7 @@ impl TokenAuthority for TokenAuthorityService {
         &self,
         request: Request<proto::RefreshRequest>,
     ) -> Result<Response<proto::RefreshResponse>, Status> {
-        let request = request.into_inner();
-        let token = access_token(request.access_token)?;
-        let client = request.client.map(|client| client_context(Some(client))).transpose()?;
+        let (token, client) = convert::refresh(request.into_inner())?;
         let issued = self.authority.refresh(&token, client).await?;
         Ok(Response::new(issued.into()))
     }
@@ -86,9 +87,8 @@ impl TokenAuthority for TokenAuthorityService {
         &self,
         request: Request<proto::LogoutAllRequest>,
     ) -> Result<Response<proto::LogoutAllResponse>, Status> {
-        let request = request.into_inner();
-        let token = access_token(request.access_token)?;
-        let revoked = self.authority.logout_all(&token, request.keep_current).await?;
+        let (token, keep_current) = convert::logout_all(request.into_inner())?;
+        let revoked = self.authority.logout_all(&token, keep_current).await?;
         Ok(Response::new(proto::LogoutAllResponse {
             revoked_count: saturating_u32(revoked),
         }))
@@ -104,10 +104,7 @@ impl TokenAuthority for TokenAuthorityService {
         &self,
         request: Request<proto::ChangePasswordRequest>,
     ) -> Result<Response<proto::ChangePasswordResponse>, Status> {
-        let request = request.into_inner();
-        let token = access_token(request.access_token)?;
-        let current = Password::parse("current_password", request.current_password)?;
-        let new = NewPassword::parse("new_password", request.new_password)?;
+        let (token, current, new) = convert::change_password(request.into_inner())?;
         let changed = self.authority.change_password(&token, current, new).await?;
         Ok(Response::new(proto::ChangePasswordResponse {
             access_token: changed.access_token.into_string(),

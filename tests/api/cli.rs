@@ -10,7 +10,7 @@ use tempfile::TempDir;
 use token_authority::proto::{self, token_authority_client::TokenAuthorityClient};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
-use crate::helpers::{ADMIN_KEY, JWT_SECRET, PASSWORD};
+use crate::helpers::{ADMIN_KEY, Client, JWT_SECRET, PASSWORD, SERVICE_KEY, ServiceKey};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_token-authority");
 
@@ -56,10 +56,7 @@ fn create_user(workspace: &Workspace, username: &str, password: &str) -> std::pr
     child.wait_with_output().unwrap()
 }
 
-async fn login(
-    client: &mut TokenAuthorityClient<tonic::transport::Channel>,
-    password: &str,
-) -> Result<proto::LoginResponse, tonic::Status> {
+async fn login(client: &mut Client, password: &str) -> Result<proto::LoginResponse, tonic::Status> {
     let request = proto::LoginRequest {
         username: "alice".into(),
         password: password.into(),
@@ -83,6 +80,7 @@ impl ServerProcess {
             .args(["serve"])
             .env("LISTEN_ADDR", "127.0.0.1:0")
             .env("LOG_FORMAT", "json")
+            .env("SERVICE_API_KEYS", SERVICE_KEY)
             .envs(extra_env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -117,8 +115,10 @@ impl ServerProcess {
         }
     }
 
-    async fn client(&self) -> TokenAuthorityClient<tonic::transport::Channel> {
-        TokenAuthorityClient::connect(format!("http://{}", self.address)).await.unwrap()
+    /// A client that sends the service key.
+    async fn client(&self) -> Client {
+        let channel = tonic::transport::Channel::from_shared(format!("http://{}", self.address)).unwrap();
+        TokenAuthorityClient::with_interceptor(channel.connect().await.unwrap(), ServiceKey)
     }
 
     fn terminate(&self) {
@@ -205,9 +205,21 @@ async fn a_bad_setting_stops_the_start_and_names_the_setting() {
         ("CLEANUP_INTERVAL", "0s", "CLEANUP_INTERVAL"),
         ("DATABASE_MAX_CONNECTIONS", "0", "DATABASE_MAX_CONNECTIONS"),
         ("SERVICE_API_KEYS", "short", "SERVICE_API_KEYS"),
+        ("LISTEN_ADDR", "0.0.0.0:0", "ALLOW_PLAINTEXT"),
+        ("TLS_CERT_FILE", "cert.pem", "TLS_KEY_FILE"),
+        ("TLS_CLIENT_CA_FILE", "ca.pem", "TLS_CERT_FILE"),
+        ("MAX_REQUEST_KIB", "4", "MAX_REQUEST_KIB"),
+        ("REQUEST_TIMEOUT", "0s", "REQUEST_TIMEOUT"),
+        ("MAX_CONCURRENT_CALLS", "0", "MAX_CONCURRENT_CALLS"),
+        ("JWT_SECRET_FILE", "/nonexistent/secret", "JWT_SECRET_FILE"),
     ];
     for (variable, value, named) in cases {
-        let output = command(&workspace).arg("serve").env(variable, value).output().unwrap();
+        let output = command(&workspace)
+            .arg("serve")
+            .env("SERVICE_API_KEYS", SERVICE_KEY)
+            .env(variable, value)
+            .output()
+            .unwrap();
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert!(!output.status.success(), "{variable}={value} must not start");
         assert!(stderr.contains(named), "{variable}: {stderr}");
@@ -318,4 +330,131 @@ async fn logs_name_the_admin_key_that_acted_never_the_key() {
         .expect("the admin call is logged");
     assert_eq!(admin_call["operator"], "ops-team");
     assert!(!logs.join("\n").contains(key), "the key itself is never logged");
+}
+
+#[tokio::test]
+async fn without_a_service_credential_the_server_refuses_to_start() {
+    let workspace = Workspace::new().await;
+
+    let output = command(&workspace).arg("serve").env("ADMIN_API_KEYS", ADMIN_KEY).output().unwrap();
+
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for setting in [
+        "SERVICE_API_KEYS",
+        "TLS_CLIENT_CA_FILE",
+        "ALLOW_UNAUTHENTICATED_CALLERS",
+    ] {
+        assert!(stderr.contains(setting), "names {setting}: {stderr}");
+    }
+    let opted_out =
+        ServerProcess::start(&workspace, &[("SERVICE_API_KEYS", ""), ("ALLOW_UNAUTHENTICATED_CALLERS", "true")]).await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", opted_out.address)).unwrap();
+    let mut anonymous = TokenAuthorityClient::new(channel.connect().await.unwrap());
+    let verified = anonymous
+        .verify(proto::VerifyRequest {
+            access_token: "not.a.token".into(),
+        })
+        .await;
+    assert!(verified.is_ok(), "the opt-out lets calls through: {verified:?}");
+    opted_out.terminate();
+    opted_out.wait().await;
+}
+
+#[tokio::test]
+async fn keys_secrets_and_the_database_url_come_from_files() {
+    let workspace = Workspace::new().await;
+    assert!(create_user(&workspace, "alice", PASSWORD).status.success());
+    let file = |name: &str, content: &str| {
+        let path = workspace.directory.path().join(name);
+        std::fs::write(&path, content).unwrap();
+        path.display().to_string()
+    };
+    let service_keys = file("service-keys", &format!("billing:{SERVICE_KEY}\nother:another-service-key-0123\n"));
+    let admin_keys = file("admin-keys", &format!("ops:{ADMIN_KEY}\n"));
+    let jwt_secret = file("jwt-secret", &format!("{JWT_SECRET}\n"));
+    let database_url = file("database-url", &format!("{}\n", workspace.database_url));
+    let server = ServerProcess::start(
+        &workspace,
+        &[
+            ("SERVICE_API_KEYS", ""),
+            ("SERVICE_API_KEYS_FILE", &service_keys),
+            ("ADMIN_API_KEYS_FILE", &admin_keys),
+            ("JWT_SECRET_FILE", &jwt_secret),
+            ("DATABASE_URL", ""),
+            ("DATABASE_URL_FILE", &database_url),
+        ],
+    )
+    .await;
+
+    let login = login(&mut server.client().await, PASSWORD).await.unwrap();
+    server.terminate();
+    let (_, logs) = server.wait().await;
+
+    assert!(logs.iter().any(|line| line.contains("signing with JWT_SECRET")), "the secret came from its file");
+    assert_eq!(crate::helpers::header_of(&login.access_token)["alg"], "HS256");
+    let forged = crate::helpers::forge_token(
+        crate::helpers::header_of(&login.access_token),
+        crate::helpers::claims_of(&login.access_token),
+    );
+    assert_eq!(forged, login.access_token, "signed with the secret from JWT_SECRET_FILE");
+}
+
+#[tokio::test]
+async fn a_setting_and_its_file_twin_together_are_refused_by_both_names() {
+    let workspace = Workspace::new().await;
+    let path = workspace.directory.path().join("secret");
+    std::fs::write(&path, JWT_SECRET).unwrap();
+    for (setting, value) in [
+        ("JWT_SECRET", JWT_SECRET),
+        ("SERVICE_API_KEYS", SERVICE_KEY),
+        ("DATABASE_URL", "sqlite:x.db"),
+    ] {
+        let twin = format!("{setting}_FILE");
+        let output = command(&workspace).arg("serve").env(setting, value).env(&twin, &path).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{setting} and {twin}");
+        assert!(stderr.contains(setting) && stderr.contains(&twin), "{stderr}");
+        assert!(!stderr.contains(JWT_SECRET), "no secret echoed: {stderr}");
+    }
+}
+
+#[tokio::test]
+async fn wrong_keys_are_counted_and_logged_at_a_bounded_rate_by_fingerprint() {
+    let workspace = Workspace::new().await;
+    let server = ServerProcess::start(&workspace, &[]).await;
+    let wrong = "a-wrong-service-key-0123456789";
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.address)).unwrap();
+    let mut client = TokenAuthorityClient::new(channel.connect().await.unwrap());
+    let started = std::time::Instant::now();
+    for _ in 0..200 {
+        let request = crate::helpers::with_key(
+            proto::VerifyRequest {
+                access_token: "x".into(),
+            },
+            wrong,
+        );
+        let refused = client.verify(request).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+    }
+    let elapsed = started.elapsed().as_secs();
+    server.terminate();
+    let (_, logs) = server.wait().await;
+
+    let refusals: Vec<serde_json::Value> = logs
+        .iter()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|line| line["message"] == "call refused: no valid caller credential")
+        .collect();
+    use sha2::Digest;
+    let fingerprint: String =
+        sha2::Sha256::digest(wrong.as_bytes())[..4].iter().map(|byte| format!("{byte:02x}")).collect();
+    assert!(!refusals.is_empty(), "wrong keys are logged");
+    assert!(refusals.len() as u64 <= 20 + elapsed + 1, "{} lines for 200 refusals in {elapsed}s", refusals.len());
+    assert!(
+        refusals
+            .iter()
+            .all(|line| line["key_fingerprint"] == fingerprint.as_str() && line["reason"] == "unknown_key")
+    );
+    assert!(!logs.join("\n").contains(wrong), "the key itself is never logged");
 }

@@ -15,7 +15,11 @@ use token_authority::{
     startup::Application,
 };
 use tokio::{sync::oneshot, task::JoinHandle};
-use tonic::{Code, Request, Status, Streaming, transport::Channel};
+use tonic::{
+    Code, Request, Status, Streaming,
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::Channel,
+};
 
 pub const ADMIN_KEY: &str = "test-admin-key-0123456789";
 pub const SERVICE_KEY: &str = "test-service-key-0123456789";
@@ -23,13 +27,35 @@ pub const SERVICE_KEY: &str = "test-service-key-0123456789";
 pub const JWT_SECRET: &str = "test-secret-that-is-at-least-32-bytes-long";
 pub const PASSWORD: &str = "correct horse battery staple";
 
+/// Sends the service key with every call that carries no `authorization`
+/// of its own, as a backend service does.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceKey;
+
+impl Interceptor for ServiceKey {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if !request.metadata().contains_key("authorization") {
+            let bearer = format!("Bearer {SERVICE_KEY}").parse().expect("ASCII");
+            request.metadata_mut().insert("authorization", bearer);
+        }
+        Ok(request)
+    }
+}
+
+/// A TokenAuthority client that authenticates with the service key.
+pub type Client = TokenAuthorityClient<InterceptedService<Channel, ServiceKey>>;
+
 /// A server under test, with clients connected to it.
 pub struct TestApp {
     pub address: SocketAddr,
     /// Where `/metrics` is served, when the test asked for it.
     pub metrics_address: Option<SocketAddr>,
-    pub client: TokenAuthorityClient<Channel>,
+    /// Sends the service key unless a request carries its own `authorization`.
+    pub client: Client,
+    /// Sends nothing by itself: each call names its key (`admin_request`).
     pub admin: TokenAuthorityAdminClient<Channel>,
+    /// The connection both clients use, for clients of a test's own.
+    pub channel: Channel,
     pub database_url: String,
     /// The server's clock: tests move it instead of sleeping.
     pub clock: ManualClock,
@@ -49,6 +75,8 @@ pub struct TestConfig {
     pub clock: ManualClock,
     /// Where the server holds calls for the test; none by default.
     pub pauses: Pauses,
+    /// How the clients speak TLS to a server configured with it.
+    pub client_tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 impl Default for TestConfig {
@@ -73,6 +101,7 @@ impl Default for TestConfig {
             config,
             clock: ManualClock::starting_now(),
             pauses: Pauses::none(),
+            client_tls: None,
         }
     }
 }
@@ -178,16 +207,20 @@ impl TestApp {
         let server = tokio::spawn(application.run_until_stopped(async {
             let _ = stopped.await;
         }));
-        let channel = Channel::from_shared(format!("http://{address}"))
-            .expect("valid uri")
-            .connect()
-            .await
-            .expect("the server accepts connections");
+        let channel = match &config.client_tls {
+            Some(tls) => Channel::from_shared(format!("https://{address}"))
+                .expect("valid uri")
+                .tls_config(tls.clone())
+                .expect("a TLS client configuration"),
+            None => Channel::from_shared(format!("http://{address}")).expect("valid uri"),
+        };
+        let channel = channel.connect().await.expect("the server accepts connections");
         Self {
             address,
             metrics_address,
-            client: TokenAuthorityClient::new(channel.clone()),
-            admin: TokenAuthorityAdminClient::new(channel),
+            client: TokenAuthorityClient::with_interceptor(channel.clone(), ServiceKey),
+            admin: TokenAuthorityAdminClient::new(channel.clone()),
+            channel,
             database_url,
             clock: config.clock.clone(),
             config,
@@ -212,6 +245,11 @@ impl TestApp {
         self.stop().await;
         let config = self.config.clone();
         TestApp::start(config, self.database_url.clone(), self._directory.clone()).await
+    }
+
+    /// A TokenAuthority client that sends no credential by itself.
+    pub fn unauthenticated_client(&self) -> TokenAuthorityClient<Channel> {
+        TokenAuthorityClient::new(self.channel.clone())
     }
 
     /// The configuration the server runs with.
@@ -376,10 +414,7 @@ impl Drop for TestApp {
 
 /// A Login of `username` with the standard password on its own client, to
 /// run alongside others.
-pub async fn login_on(
-    mut client: TokenAuthorityClient<Channel>,
-    username: &str,
-) -> Result<proto::LoginResponse, Status> {
+pub async fn login_on(mut client: Client, username: &str) -> Result<proto::LoginResponse, Status> {
     let request = proto::LoginRequest {
         username: username.into(),
         password: PASSWORD.into(),
@@ -389,7 +424,7 @@ pub async fn login_on(
 }
 
 /// A Refresh on its own client, to race with others.
-pub async fn refresh_on(mut client: TokenAuthorityClient<Channel>, token: String) -> Result<String, Status> {
+pub async fn refresh_on(mut client: Client, token: String) -> Result<String, Status> {
     let request = proto::RefreshRequest {
         access_token: token,
         client: None,

@@ -3,11 +3,13 @@
 //! with the generated client.
 
 mod admin;
+mod callers;
 mod cli;
 mod database_files;
 mod grpcurl;
 mod health;
 mod helpers;
+mod limits;
 mod login;
 mod logout;
 mod metrics;
@@ -16,5 +18,6 @@ mod postgres;
 mod refresh;
 mod replicas;
 mod revocations;
+mod tls;
 mod tools;
 mod verify;

@@ -2,9 +2,12 @@
 
 use std::collections::HashMap;
 
-use crate::helpers::{PASSWORD, TestApp, TestConfig, spawn_app};
+use crate::helpers::{PASSWORD, TestApp, TestConfig, spawn_app, with_key};
 use futures::StreamExt;
-use token_authority::metrics::{METHOD_LABELS, UNKNOWN_METHOD};
+use token_authority::{
+    metrics::{METHOD_LABELS, UNKNOWN_METHOD},
+    proto,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::{Code, Status, transport::Channel};
 
@@ -137,4 +140,33 @@ async fn invented_method_paths_add_no_series() {
 async fn without_metrics_addr_nothing_listens() {
     let app = spawn_app().await;
     assert!(app.metrics_address.is_none());
+}
+
+#[tokio::test]
+async fn refused_callers_are_counted_by_reason() {
+    let mut app = TestConfig::default()
+        .configure(|config| config.metrics_addr = Some("127.0.0.1:0".parse().unwrap()))
+        .spawn()
+        .await;
+    let before = scrape(&app).await;
+
+    for _ in 0..30 {
+        let request = with_key(
+            proto::VerifyRequest {
+                access_token: "x".into(),
+            },
+            "a-wrong-key-0123456789",
+        );
+        assert!(app.client.verify(request).await.is_err());
+    }
+    let _ = app
+        .unauthenticated_client()
+        .verify(proto::VerifyRequest {
+            access_token: "x".into(),
+        })
+        .await;
+    let after = scrape(&app).await;
+
+    assert_eq!(delta(&before, &after, r#"token_authority_caller_refusals_total{reason="unknown_key"}"#), 30.0);
+    assert_eq!(delta(&before, &after, r#"token_authority_caller_refusals_total{reason="missing"}"#), 1.0);
 }

@@ -11,7 +11,6 @@ use std::{
 };
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation, errors::ErrorKind};
 use proptest::{
     collection::vec,
     prelude::*,
@@ -21,8 +20,7 @@ use proptest::{
 use serde_json::{Value, json};
 
 use super::{
-    Keyring, SigningKey, TokenClaims, TokenPolicy, TokenRejection,
-    claims::WireClaims,
+    Keyring, SigningKey, TokenClaims, TokenPolicy, TokenRejection, reference,
     test_support::{SECRET, claims, header, keyring, policy, raw_claims, sign_raw, sign_text},
 };
 use crate::{
@@ -40,68 +38,7 @@ fn wall_now() -> Timestamp {
 /// the keyring of [`keyring`]: the reference it must agree with.
 fn reference(token: &AccessToken, check_expiry: bool) -> Result<TokenClaims, TokenRejection> {
     let kid = SigningKey::hs256(SECRET.to_vec()).unwrap().kid().to_owned();
-    reference_with(token, &[(kid, &SECRET)], &policy(), check_expiry)
-}
-
-/// The same for a keyring holding `keys` (kid, secret). jsonwebtoken leaves
-/// two checks to its caller: picking the key by `kid`, and refusing a `crit`
-/// header it does not understand (RFC 7515 §4.1.11), so they are done here.
-fn reference_with(
-    token: &AccessToken,
-    keys: &[(String, &[u8])],
-    policy: &TokenPolicy,
-    check_expiry: bool,
-) -> Result<TokenClaims, TokenRejection> {
-    let header = jsonwebtoken::decode_header(token.expose()).map_err(|error| rejection(error.kind()))?;
-    let secret = keys
-        .iter()
-        .find(|(kid, _)| header.kid.as_deref() == Some(kid.as_str()))
-        .map(|(_, secret)| *secret)
-        .ok_or(TokenRejection::BadSignature)?;
-    let raw_header = token.expose().split('.').next().and_then(|part| URL_SAFE_NO_PAD.decode(part).ok());
-    let raw_header: Value = raw_header.and_then(|json| serde_json::from_slice(&json).ok()).unwrap_or_default();
-    if raw_header.get("crit").is_some() {
-        return Err(TokenRejection::Malformed);
-    }
-    let mut validation = Validation::new(Algorithm::HS256);
-    validation.set_required_spec_claims(&["exp", "nbf", "iss", "aud", "sub"]);
-    validation.validate_exp = check_expiry;
-    validation.validate_nbf = true;
-    validation.leeway = policy.leeway.as_secs();
-    validation.set_issuer(&[&policy.issuer]);
-    validation.set_audience(&[&policy.audience]);
-    let wire = jsonwebtoken::decode::<WireClaims>(token.expose(), &DecodingKey::from_secret(secret), &validation)
-        .map_err(|error| rejection(error.kind()))?
-        .claims;
-    TokenClaims::try_from(wire)
-}
-
-fn rejection(kind: &ErrorKind) -> TokenRejection {
-    match kind {
-        ErrorKind::InvalidSignature
-        | ErrorKind::InvalidAlgorithm
-        | ErrorKind::InvalidAlgorithmName
-        | ErrorKind::MissingAlgorithm
-        | ErrorKind::UnsupportedAlgorithm
-        | ErrorKind::InvalidKeyFormat
-        | ErrorKind::InvalidEcdsaKey
-        | ErrorKind::InvalidEddsaKey
-        | ErrorKind::InvalidRsaKey(_) => TokenRejection::BadSignature,
-        ErrorKind::ExpiredSignature => TokenRejection::Expired,
-        ErrorKind::ImmatureSignature => TokenRejection::NotYetValid,
-        ErrorKind::InvalidIssuer => TokenRejection::WrongIssuer,
-        ErrorKind::InvalidAudience => TokenRejection::WrongAudience,
-        _ => TokenRejection::Malformed,
-    }
-}
-
-/// Both say "not a token of ours" (they name a bad header differently).
-fn same_verdict(ours: &Result<TokenClaims, TokenRejection>, theirs: &Result<TokenClaims, TokenRejection>) -> bool {
-    use TokenRejection::{BadSignature, Malformed};
-    match (ours, theirs) {
-        (Err(BadSignature | Malformed), Err(BadSignature | Malformed)) => true,
-        _ => ours == theirs,
-    }
+    reference::verify(token, &[(kid, &SECRET)], &policy(), check_expiry)
 }
 
 #[test]
@@ -175,7 +112,7 @@ fn agrees_with_jsonwebtoken_on_thousands_of_mutations() {
         }
         let token = AccessToken::issued(String::from_utf8(mutated).unwrap());
         let (ours, theirs) = (keyring.verify(&token, wall_now()), reference(&token, true));
-        assert!(same_verdict(&ours, &theirs), "{ours:?} vs {theirs:?} for {}", token.expose());
+        assert!(reference::same_verdict(&ours, &theirs), "{ours:?} vs {theirs:?} for {}", token.expose());
     }
 }
 
@@ -580,7 +517,7 @@ fn agrees_with_jsonwebtoken_on_re_signed_variations_of_header_and_claims() {
                     prop_assert_eq!(&ours, &theirs, "{}", context);
                     *tally.verdicts.borrow_mut().entry(verdict_name(&ours)).or_default() += 1;
                 } else {
-                    prop_assert!(same_verdict(&ours, &theirs), "{:?} vs {:?}: {}", ours, theirs, context);
+                    prop_assert!(reference::same_verdict(&ours, &theirs), "{:?} vs {:?}: {}", ours, theirs, context);
                 }
             }
         }
@@ -626,8 +563,12 @@ fn verdicts(
     loop {
         let now = wall_now().truncated_to_seconds();
         let base = now.as_unix_seconds() - now_offset;
-        let theirs =
-            reference_with(&case.sign(&case.header_for_reference(), base), &known_keys(), &case.policy(), check_expiry);
+        let theirs = reference::verify(
+            &case.sign(&case.header_for_reference(), base),
+            &known_keys(),
+            &case.policy(),
+            check_expiry,
+        );
         if wall_now().truncated_to_seconds() != now {
             continue;
         }

@@ -23,6 +23,8 @@ mod keys;
 
 #[cfg(test)]
 mod agreement;
+#[cfg(any(test, fuzzing))]
+pub mod reference;
 #[cfg(test)]
 mod test_support;
 
