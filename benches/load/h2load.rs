@@ -24,21 +24,40 @@ fn frame(message: &impl Message) -> Vec<u8> {
     body
 }
 
+/// Where h2load sends its calls, and with which credential.
+pub struct Target {
+    url: String,
+    authorization: Option<String>,
+}
+
+impl Target {
+    /// `method_path` on the server at `address`, over TLS when `tls` (h2load
+    /// negotiates HTTP/2 by ALPN and does not check the certificate).
+    pub fn new(address: std::net::SocketAddr, tls: bool, method_path: &str) -> Self {
+        let scheme = if tls { "https" } else { "http" };
+        Self {
+            url: format!("{scheme}://{address}{method_path}"),
+            authorization: None,
+        }
+    }
+
+    /// Sends `authorization: Bearer <key>` with every call.
+    pub fn authorized(self, key: &str) -> Self {
+        Self {
+            authorization: Some(format!("authorization: Bearer {key}")),
+            ..self
+        }
+    }
+}
+
 /// Closed loop of `shape.in_flight()` calls, spread as `shape` says (`spec`
 /// gives the durations).
-pub async fn run(
-    address: std::net::SocketAddr,
-    method_path: &str,
-    message: &impl Message,
-    spec: LoadSpec,
-    shape: Shape,
-) -> anyhow::Result<Stats> {
+pub async fn run(target: &Target, message: &impl Message, spec: LoadSpec, shape: Shape) -> anyhow::Result<Stats> {
     let directory = tempfile::TempDir::new()?;
     let body_path = directory.path().join("body.bin");
     let log_path = directory.path().join("requests.log");
     std::fs::write(&body_path, frame(message))?;
-    let url = format!("http://{address}{method_path}");
-    let arguments = vec![
+    let mut arguments = vec![
         "-D".to_owned(),
         format!("{}ms", spec.duration.as_millis()),
         "--warm-up-time".to_owned(),
@@ -55,8 +74,11 @@ pub async fn run(
         body_path.display().to_string(),
         "--log-file".to_owned(),
         log_path.display().to_string(),
-        url,
     ];
+    if let Some(authorization) = &target.authorization {
+        arguments.extend(["-H".to_owned(), authorization.clone()]);
+    }
+    arguments.push(target.url.clone());
     let output = tokio::process::Command::new("h2load").args(&arguments).output().await.context("running h2load")?;
     anyhow::ensure!(output.status.success(), "h2load failed: {}", String::from_utf8_lossy(&output.stderr));
     // One line per request of the measured period: start (µs since the epoch),

@@ -180,6 +180,28 @@ async fn main() -> anyhow::Result<()> {
         report.verify_against_health(&verify_one, &health, shape);
     }
 
+    if let Some(&shape) = args.shapes.first() {
+        eprintln!("over TLS: Health/Check against Verify, {} in flight: {shape}", shape.in_flight());
+        let spec = LoadSpec {
+            concurrency: shape.in_flight(),
+            ..spec
+        };
+        let pki = server::TestCertificates::write(&workspace)?;
+        let tls_server = Server::start_tls(&database("small.db"), &workspace.join("tls.log"), &pki).await?;
+        let tls_generator = Generator::choose(&tls_server, verify_tokens[0].clone());
+        let tls_channels = tls_server.connections(shape.connections).await?;
+        tls_generator.health(&tls_channels, warm(spec), shape).await?;
+        tls_generator.verify(&tls_channels, warm(spec), shape).await?;
+        let (health, verify_one) = alternate(
+            rounds,
+            async || tls_generator.health(&tls_channels, slice(spec), shape).await,
+            async || tls_generator.verify(&tls_channels, slice(spec), shape).await,
+        )
+        .await?;
+        report.verify_against_health_over_tls(&verify_one, &health, shape);
+        tls_server.stop().await?;
+    }
+
     eprintln!("argon2 on every core against Login, {LIGHT_CONCURRENCY} in flight");
     floors::argon2_hashes(spec.warmup).await?;
     closed_loop(&channels, warm(light), login_call()).await;
@@ -274,6 +296,7 @@ async fn main() -> anyhow::Result<()> {
 enum Generator {
     H2load {
         address: std::net::SocketAddr,
+        tls: bool,
         token: String,
     },
     InProcess {
@@ -286,6 +309,7 @@ impl Generator {
         if h2load::available() {
             Self::H2load {
                 address: server.address,
+                tls: server.tls(),
                 token,
             }
         } else {
@@ -302,8 +326,9 @@ impl Generator {
 
     async fn health(&self, channels: &[Channel], spec: LoadSpec, shape: Shape) -> anyhow::Result<Stats> {
         match self {
-            Self::H2load { address, .. } => {
-                h2load::run(*address, "/grpc.health.v1.Health/Check", &HealthCheckRequest::default(), spec, shape).await
+            Self::H2load { address, tls, .. } => {
+                let target = h2load::Target::new(*address, *tls, "/grpc.health.v1.Health/Check");
+                h2load::run(&target, &HealthCheckRequest::default(), spec, shape).await
             }
             Self::InProcess { .. } => Ok(closed_loop(channels, in_flight(spec, shape), health_call()).await),
         }
@@ -311,11 +336,13 @@ impl Generator {
 
     async fn verify(&self, channels: &[Channel], spec: LoadSpec, shape: Shape) -> anyhow::Result<Stats> {
         match self {
-            Self::H2load { address, token } => {
+            Self::H2load { address, tls, token } => {
                 let request = proto::VerifyRequest {
                     access_token: token.clone(),
                 };
-                h2load::run(*address, "/tokenauthority.v1.TokenAuthority/Verify", &request, spec, shape).await
+                let target = h2load::Target::new(*address, *tls, "/tokenauthority.v1.TokenAuthority/Verify")
+                    .authorized(SERVICE_KEY);
+                h2load::run(&target, &request, spec, shape).await
             }
             Self::InProcess { token } => {
                 let call = verify_call(Arc::new(vec![token.clone()]));
@@ -419,12 +446,7 @@ fn verify_call(tokens: Arc<Vec<String>>) -> Call {
         let request = proto::VerifyRequest {
             access_token: tokens[index].clone(),
         };
-        Box::pin(async move {
-            TokenAuthorityClient::new(channel)
-                .verify(request)
-                .await
-                .is_ok_and(|response| response.into_inner().valid)
-        })
+        Box::pin(async move { client(channel).verify(request).await.is_ok_and(|response| response.into_inner().valid) })
     })
 }
 
@@ -435,7 +457,7 @@ fn login_call() -> Call {
             password: seed::PASSWORD.into(),
             ..Default::default()
         };
-        Box::pin(async move { TokenAuthorityClient::new(channel).login(request).await.is_ok() })
+        Box::pin(async move { client(channel).login(request).await.is_ok() })
     })
 }
 
@@ -450,7 +472,7 @@ fn refresh_call(tokens: &[String]) -> Call {
                 access_token: token,
                 client: None,
             };
-            match TokenAuthorityClient::new(channel).refresh(request).await {
+            match client(channel).refresh(request).await {
                 Ok(response) => {
                     *current[worker].lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
                         response.into_inner().access_token;
@@ -462,14 +484,29 @@ fn refresh_call(tokens: &[String]) -> Call {
     })
 }
 
-fn watch_request(after_cursor: u64) -> Request<proto::WatchRevocationsRequest> {
-    let mut request = Request::new(proto::WatchRevocationsRequest {
+fn watch_request(after_cursor: u64) -> proto::WatchRevocationsRequest {
+    proto::WatchRevocationsRequest {
         after_cursor,
         include_snapshot: false,
-    });
-    let bearer = format!("Bearer {SERVICE_KEY}").parse().expect("ASCII");
-    request.metadata_mut().insert("authorization", bearer);
-    request
+    }
+}
+
+/// Sends the service key with every call, as a backend service does.
+#[derive(Clone, Copy)]
+struct ServiceKey;
+
+impl tonic::service::Interceptor for ServiceKey {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, tonic::Status> {
+        let bearer = format!("Bearer {SERVICE_KEY}").parse().expect("ASCII");
+        request.metadata_mut().insert("authorization", bearer);
+        Ok(request)
+    }
+}
+
+fn client(
+    channel: Channel,
+) -> TokenAuthorityClient<tonic::service::interceptor::InterceptedService<Channel, ServiceKey>> {
+    TokenAuthorityClient::with_interceptor(channel, ServiceKey)
 }
 
 /// Logs sessions out one after the other; every subscriber (live, from
@@ -485,7 +522,7 @@ async fn propagation(
     let channels = subscribe_on.connections(10).await?;
     let mut subscribers = Vec::new();
     for index in 0..PROPAGATION_SUBSCRIBERS {
-        let mut client = TokenAuthorityClient::new(channels[index % channels.len()].clone());
+        let mut client = client(channels[index % channels.len()].clone());
         let mut stream = client.watch_revocations(watch_request(latest)).await?.into_inner();
         let expected = sessions.len();
         subscribers.push(tokio::spawn(async move {
@@ -502,7 +539,7 @@ async fn propagation(
             arrivals
         }));
     }
-    let mut client = TokenAuthorityClient::new(logout_on.connections(1).await?.remove(0));
+    let mut client = client(logout_on.connections(1).await?.remove(0));
     let mut answered = HashMap::new();
     for (session, token) in sessions.iter().zip(tokens) {
         client
@@ -535,7 +572,7 @@ async fn hold_subscribers(
     let channels = server.connections(count.div_ceil(100).max(1)).await?;
     let mut streams = Vec::with_capacity(count);
     for index in 0..count {
-        let mut client = TokenAuthorityClient::new(channels[index % channels.len()].clone());
+        let mut client = client(channels[index % channels.len()].clone());
         streams.push(client.watch_revocations(watch_request(0)).await?.into_inner());
     }
     Ok(streams)
@@ -555,7 +592,7 @@ async fn verify_every_session(
             let keyring = keyring.clone();
             let sessions = sessions.clone();
             tokio::spawn(async move {
-                let mut client = TokenAuthorityClient::new(channel);
+                let mut client = client(channel);
                 let mut verified = 0;
                 for session in sessions.iter().skip(worker).step_by(concurrency) {
                     let access_token = seed::token_for(&keyring, session)?;

@@ -2,14 +2,14 @@
 
 use std::{
     net::{SocketAddr, TcpListener},
-    path::Path,
+    path::{Path, PathBuf},
     process::Stdio,
     time::Duration,
 };
 
 use anyhow::Context;
 use tokio::process::{Child, Command};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
 pub const JWT_SECRET: &str = "benchmark-secret-that-is-at-least-32-bytes";
@@ -18,19 +18,66 @@ pub const SERVICE_KEY: &str = "benchmark-service-key-01";
 
 const BINARY: &str = env!("CARGO_BIN_EXE_token-authority");
 
+/// A CA and a server certificate for localhost, made for the run.
+pub struct TestCertificates {
+    ca_pem: String,
+    cert_file: PathBuf,
+    key_file: PathBuf,
+}
+
+impl TestCertificates {
+    pub fn write(directory: &Path) -> anyhow::Result<Self> {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        let ca_key = KeyPair::generate()?;
+        let mut ca = CertificateParams::new(Vec::<String>::new())?;
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_pem = ca.self_signed(&ca_key)?.pem();
+        let key = KeyPair::generate()?;
+        let certificate =
+            CertificateParams::new(vec!["localhost".to_owned()])?.signed_by(&key, &Issuer::new(ca, ca_key))?;
+        let (cert_file, key_file) = (directory.join("tls.crt"), directory.join("tls.key"));
+        std::fs::write(&cert_file, certificate.pem())?;
+        std::fs::write(&key_file, key.serialize_pem())?;
+        Ok(Self {
+            ca_pem,
+            cert_file,
+            key_file,
+        })
+    }
+}
+
 pub struct Server {
     child: Child,
     pub address: SocketAddr,
+    /// How its clients trust it, when it serves TLS.
+    tls: Option<ClientTlsConfig>,
 }
 
 impl Server {
     /// Starts `token-authority serve` on `database_url` with the default
     /// settings (argon2 included), logging to `log`.
     pub async fn start(database_url: &str, log: &Path) -> anyhow::Result<Self> {
+        Self::start_with(database_url, log, None).await
+    }
+
+    /// The same, serving TLS with `certificates`.
+    pub async fn start_tls(database_url: &str, log: &Path, certificates: &TestCertificates) -> anyhow::Result<Self> {
+        Self::start_with(database_url, log, Some(certificates)).await
+    }
+
+    async fn start_with(
+        database_url: &str,
+        log: &Path,
+        certificates: Option<&TestCertificates>,
+    ) -> anyhow::Result<Self> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let address: SocketAddr = format!("127.0.0.1:{port}").parse()?;
         let log = std::fs::File::create(log)?;
-        let child = Command::new(BINARY)
+        let mut command = Command::new(BINARY);
+        if let Some(certificates) = certificates {
+            command.env("TLS_CERT_FILE", &certificates.cert_file).env("TLS_KEY_FILE", &certificates.key_file);
+        }
+        let child = command
             .arg("serve")
             .env("LISTEN_ADDR", address.to_string())
             .env("DATABASE_URL", database_url)
@@ -38,6 +85,8 @@ impl Server {
             .env("ADMIN_API_KEYS", ADMIN_KEY)
             .env("SERVICE_API_KEYS", SERVICE_KEY)
             .env("LOG_FORMAT", "json")
+            // The memory row holds 1,000 streams on the one service key.
+            .env("MAX_REVOCATION_STREAMS_PER_CALLER", "100000")
             // The Login rows log one user in at full speed on purpose.
             .env("LOGIN_ATTEMPTS_PER_MINUTE", "0")
             .stdout(Stdio::null())
@@ -45,7 +94,12 @@ impl Server {
             .kill_on_drop(true)
             .spawn()
             .context("starting the server")?;
-        let server = Self { child, address };
+        let tls = certificates.map(|certificates| {
+            ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(&certificates.ca_pem))
+                .domain_name("localhost")
+        });
+        let server = Self { child, address, tls };
         server.wait_until_serving().await?;
         Ok(server)
     }
@@ -64,8 +118,18 @@ impl Server {
         }
     }
 
+    pub fn tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
     fn endpoint(&self) -> Endpoint {
-        Endpoint::from_shared(format!("http://{}", self.address)).expect("a valid address")
+        match &self.tls {
+            Some(tls) => Endpoint::from_shared(format!("https://{}", self.address))
+                .expect("a valid address")
+                .tls_config(tls.clone())
+                .expect("a TLS client configuration"),
+            None => Endpoint::from_shared(format!("http://{}", self.address)).expect("a valid address"),
+        }
     }
 
     /// `count` separate HTTP/2 connections.

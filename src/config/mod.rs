@@ -433,13 +433,15 @@ impl Limits {
 
 /// A secret from its setting, or from the file its `_FILE` twin names (as
 /// Kubernetes and other secret mounts provide them), never from both. The
-/// file's final line break is not part of the secret.
+/// file's final line break is not part of the secret. A setting set to the
+/// empty string counts as unset (`VAR=` in a compose file or a unit).
 fn secret_from(
     setting: &'static str,
     file_setting: &'static str,
     value: Option<SecretString>,
     file: Option<&Path>,
 ) -> Result<Option<SecretString>, ConfigError> {
+    let value = value.filter(|value| !value.expose_secret().is_empty());
     match (value, file) {
         (Some(_), Some(_)) => Err(both_set(setting, file_setting)),
         (value, None) => Ok(value),
@@ -455,13 +457,16 @@ fn secret_from(
 }
 
 /// A list of secrets from its setting, or from the file its `_FILE` twin
-/// names: one per line or comma-separated, blank lines ignored.
+/// names: one per line or comma-separated. Blank entries are ignored in
+/// both, so a setting set to the empty string counts as unset.
 fn secrets_from(
     setting: &'static str,
     file_setting: &'static str,
     values: Vec<SecretString>,
     file: Option<&Path>,
 ) -> Result<Vec<SecretString>, ConfigError> {
+    let values: Vec<SecretString> =
+        values.into_iter().filter(|value| !value.expose_secret().trim().is_empty()).collect();
     match file {
         None => Ok(values),
         Some(_) if !values.is_empty() => Err(both_set(setting, file_setting)),
@@ -585,6 +590,157 @@ mod tests {
         assert_eq!(config.api_keys.service[0].key.expose_secret(), "b:0123456789abcdef");
         let error = parse(&["--admin-api-keys", "ops:short"]).unwrap_err();
         assert!(error.contains("ADMIN_API_KEYS") && !error.contains("short"), "{error}");
+    }
+
+    #[test]
+    fn secrets_come_from_files_without_their_final_line_break() {
+        let directory = tempfile::TempDir::new().unwrap();
+        let file = |name: &str, content: &str| {
+            let path = directory.path().join(name);
+            std::fs::write(&path, content).unwrap();
+            path.display().to_string()
+        };
+        let secret = file("secret", &format!("{}\r\n", "s".repeat(40)));
+        let keys = file("keys", "ops:0123456789abcdef\n\nfedcba9876543210, other:aaaaaaaaaaaaaaaa\n");
+        let url = file("url", "sqlite:from-file.db\n");
+        let config = parse(&[
+            "--jwt-secret-file",
+            &secret,
+            "--admin-api-keys-file",
+            &keys,
+            "--database-url-file",
+            &url,
+        ])
+        .unwrap();
+        assert_eq!(config.tokens.signing_secret.unwrap().expose_secret(), "s".repeat(40));
+        let names: Vec<&str> = config.api_keys.admin.iter().map(|key| key.name.as_str()).collect();
+        assert_eq!(names, ["ops", "admin-2", "other"]);
+        assert_eq!(config.database.url, "sqlite:from-file.db");
+    }
+
+    #[test]
+    fn a_setting_set_to_the_empty_string_counts_as_unset() {
+        let directory = tempfile::TempDir::new().unwrap();
+        let path = directory.path().join("keys");
+        std::fs::write(&path, "billing:0123456789abcdef\n").unwrap();
+        let path = path.display().to_string();
+        let config = parse(&[
+            "--service-api-keys",
+            "",
+            "--service-api-keys-file",
+            &path,
+            "--database-url",
+            "",
+            "--jwt-secret",
+            "",
+        ])
+        .unwrap();
+        assert_eq!(config.api_keys.service[0].name, "billing");
+        assert_eq!(config.database.url, DEFAULT_DATABASE_URL);
+        assert!(config.tokens.signing_secret.is_none());
+        assert!(parse(&["--admin-api-keys", ""]).unwrap().api_keys.admin.is_empty());
+    }
+
+    #[test]
+    fn a_setting_and_its_file_twin_together_are_refused_by_both_names() {
+        let directory = tempfile::TempDir::new().unwrap();
+        let path = directory.path().join("secret");
+        std::fs::write(&path, "s".repeat(40)).unwrap();
+        let path = path.display().to_string();
+        for (flag, value, file_flag, names) in [
+            ("--jwt-secret", "t".repeat(40), "--jwt-secret-file", ["JWT_SECRET", "JWT_SECRET_FILE"]),
+            (
+                "--service-api-keys",
+                "k".repeat(20),
+                "--service-api-keys-file",
+                ["SERVICE_API_KEYS", "SERVICE_API_KEYS_FILE"],
+            ),
+            ("--database-url", "sqlite:x.db".into(), "--database-url-file", ["DATABASE_URL", "DATABASE_URL_FILE"]),
+        ] {
+            let error = parse(&[flag, &value, file_flag, &path]).unwrap_err();
+            assert!(names.iter().all(|name| error.contains(name)), "{error}");
+            assert!(!error.contains(&value) || flag == "--database-url", "no secret echoed: {error}");
+        }
+        let missing = parse(&["--jwt-secret-file", "/nonexistent/secret"]).unwrap_err();
+        assert!(missing.starts_with("JWT_SECRET_FILE") && missing.contains("/nonexistent/secret"), "{missing}");
+    }
+
+    #[test]
+    fn tls_settings_go_together() {
+        for (args, named) in [
+            (vec!["--tls-cert-file", "c.pem"], "TLS_KEY_FILE"),
+            (vec!["--tls-key-file", "k.pem"], "TLS_CERT_FILE"),
+            (vec!["--tls-client-ca-file", "ca.pem"], "TLS_CLIENT_CA_FILE"),
+            (
+                vec![
+                    "--tls-cert-file",
+                    "c.pem",
+                    "--tls-key-file",
+                    "k.pem",
+                    "--tls-admin-clients",
+                    "ops",
+                ],
+                "TLS_ADMIN_CLIENTS",
+            ),
+            (vec!["--listen-addr", "0.0.0.0:50051"], "ALLOW_PLAINTEXT"),
+        ] {
+            let error = parse(&args).unwrap_err();
+            assert!(error.contains(named), "{args:?}: {error}");
+        }
+        let tls = parse(&[
+            "--listen-addr",
+            "0.0.0.0:50051",
+            "--tls-cert-file",
+            "c.pem",
+            "--tls-key-file",
+            "k.pem",
+        ])
+        .unwrap();
+        assert_eq!(tls.tls.unwrap().cert_file, std::path::PathBuf::from("c.pem"));
+        let plaintext = parse(&["--listen-addr", "0.0.0.0:50051", "--allow-plaintext", "true"]).unwrap();
+        assert!(plaintext.tls.is_none());
+    }
+
+    #[test]
+    fn callers_must_be_able_to_authenticate_unless_the_operator_opts_out() {
+        let error = Config::default().check_caller_credentials().unwrap_err().to_string();
+        for setting in [
+            "SERVICE_API_KEYS",
+            "TLS_CLIENT_CA_FILE",
+            "ALLOW_UNAUTHENTICATED_CALLERS",
+        ] {
+            assert!(error.contains(setting), "{error}");
+        }
+        parse(&["--service-api-keys", "0123456789abcdef"]).unwrap().check_caller_credentials().unwrap();
+        parse(&["--allow-unauthenticated-callers", "true"]).unwrap().check_caller_credentials().unwrap();
+        let mtls = parse(&[
+            "--tls-cert-file",
+            "c.pem",
+            "--tls-key-file",
+            "k.pem",
+            "--tls-client-ca-file",
+            "ca.pem",
+        ]);
+        mtls.unwrap().check_caller_credentials().unwrap();
+    }
+
+    #[test]
+    fn limits_fit_the_api() {
+        let config = Config::default();
+        assert_eq!(config.limits.max_request_bytes, 16 * 1024);
+        assert_eq!(config.limits.max_streams_per_connection.get(), 128);
+        assert_eq!(config.limits.request_timeout, Duration::from_secs(10));
+        let error = parse(&["--max-request-kib", "8"]).unwrap_err();
+        assert!(error.contains("MAX_REQUEST_KIB"), "{error}");
+        for (flag, named) in [
+            ("--max-streams-per-connection", "MAX_STREAMS_PER_CONNECTION"),
+            ("--max-concurrent-calls", "MAX_CONCURRENT_CALLS"),
+            ("--max-revocation-streams-per-caller", "MAX_REVOCATION_STREAMS_PER_CALLER"),
+        ] {
+            let error = parse(&[flag, "0"]).unwrap_err();
+            assert!(error.contains(named), "{error}");
+        }
+        assert!(parse(&["--request-timeout", "0s"]).unwrap_err().contains("REQUEST_TIMEOUT"));
     }
 
     #[test]

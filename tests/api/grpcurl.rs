@@ -5,7 +5,7 @@
 use std::num::NonZeroU32;
 
 use crate::{
-    helpers::{PASSWORD, TestConfig},
+    helpers::{PASSWORD, SERVICE_KEY, TestConfig},
     tools,
 };
 
@@ -47,8 +47,11 @@ async fn grpcurl_decodes_the_retry_info_of_a_throttled_login() {
         .await;
     app.create_user("alice", PASSWORD, &[]).await;
     let address = app.address.to_string();
+    let bearer = format!("authorization: Bearer {SERVICE_KEY}");
     let login = [
         "-plaintext",
+        "-H",
+        &bearer,
         "-d",
         r#"{"username": "alice", "password": "a guess"}"#,
         &address,

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use crate::helpers::{PASSWORD, TestApp, TestConfig, spawn_app, with_key};
+use crate::helpers::{PASSWORD, SERVICE_KEY, TestApp, TestConfig, spawn_app, with_key};
 use futures::StreamExt;
 use token_authority::{
     metrics::{METHOD_LABELS, UNKNOWN_METHOD},
@@ -93,13 +93,13 @@ async fn counters_gauges_and_latencies_are_scraped() {
     );
 }
 
-/// Calls `path` with an empty message; nothing serves it.
+/// Calls `path` with an empty message, as a known service; nothing serves it.
 async fn call_invented(channel: Channel, path: String) {
     let mut grpc = tonic::client::Grpc::new(channel);
     grpc.ready().await.unwrap();
     let path = http::uri::PathAndQuery::try_from(path).unwrap();
     let answer: Result<tonic::Response<()>, Status> =
-        grpc.unary(tonic::Request::new(()), path, tonic_prost::ProstCodec::default()).await;
+        grpc.unary(with_key((), SERVICE_KEY), path, tonic_prost::ProstCodec::default()).await;
     assert_eq!(answer.unwrap_err().code(), Code::Unimplemented);
 }
 

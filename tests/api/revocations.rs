@@ -244,7 +244,12 @@ async fn snapshot_then_live_events_equal_the_truth() {
 
 #[tokio::test]
 async fn two_hundred_subscribers_all_see_a_burst_of_a_thousand_revocations() {
-    let mut app = spawn_app().await;
+    // The 200 streams share the test's one connection: beyond
+    // MAX_STREAMS_PER_CONNECTION, the client would hold them back.
+    let mut app = TestConfig::default()
+        .configure(|config| config.limits.max_streams_per_connection = std::num::NonZeroU32::new(256).unwrap())
+        .spawn()
+        .await;
     let sessions = sessions_of(&mut app, "alice", 1000).await;
     let mut streams = Vec::new();
     for _ in 0..200 {
@@ -396,7 +401,7 @@ async fn watching_needs_a_service_or_admin_key() {
     let mut app = spawn_app().await;
     let request = || proto::WatchRevocationsRequest::default();
 
-    let anonymous = app.client.watch_revocations(tonic::Request::new(request())).await;
+    let anonymous = app.unauthenticated_client().watch_revocations(request()).await;
     assert_status(anonymous, Code::Unauthenticated, "authorization");
     let wrong = app.client.watch_revocations(with_key(request(), "not-a-configured-key-0000")).await;
     assert_status(wrong, Code::Unauthenticated, "authorization");
@@ -414,7 +419,7 @@ async fn watching_needs_a_service_or_admin_key() {
             crate::helpers::SERVICE_KEY,
         ))
         .await;
-    assert_status(service_as_admin, Code::PermissionDenied, "only watch");
+    assert_status(service_as_admin, Code::PermissionDenied, "ADMIN_API_KEYS");
 }
 
 #[tokio::test]
