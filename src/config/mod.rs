@@ -82,8 +82,9 @@ pub struct PasswordHashingConfig {
 /// name that logs show for it.
 #[derive(Debug, Clone, Default)]
 pub struct ApiKeyConfig {
+    /// May make admin calls, and every call a service may make.
     pub admin: Vec<ApiKey>,
-    /// May only watch revocations.
+    /// May make every `TokenAuthority` call, never an admin call.
     pub service: Vec<ApiKey>,
 }
 
