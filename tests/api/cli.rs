@@ -393,6 +393,13 @@ async fn keys_secrets_and_the_database_url_come_from_files() {
     let (_, logs) = server.wait().await;
 
     assert!(logs.iter().any(|line| line.contains("signing with JWT_SECRET")), "the secret came from its file");
+    let logged_in = logs
+        .iter()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| line["message"] == "login succeeded")
+        .expect("the login is logged");
+    let spans = logged_in["spans"].as_array().expect("the login's spans");
+    assert!(spans.iter().any(|span| span["caller"] == "billing"), "the log names the service: {logged_in}");
     assert_eq!(crate::helpers::header_of(&login.access_token)["alg"], "HS256");
     assert!(signed_with(&login.access_token, JWT_SECRET), "signed with the secret from JWT_SECRET_FILE");
     assert!(!signed_with(&login.access_token, "another-secret-of-at-least-32-bytes"), "the check can fail");
