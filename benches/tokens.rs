@@ -21,6 +21,7 @@ fn claims() -> TokenClaims {
         roles: vec!["reader".into(), "writer".into()],
         issued_at: now,
         expires_at: now.plus(Duration::from_secs(24 * 3600)),
+        generation: 0,
     }
 }
 

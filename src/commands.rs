@@ -16,7 +16,7 @@ use crate::{
         self, Command, Config, UserCommand,
         args::{CleanupArgs, CreateUserArgs, DatabaseArgs},
     },
-    domain::{NewPassword, Roles, Username, password_hash::Argon2Hasher},
+    domain::{NewPassword, Roles, Username, audit::Actor, password_hash::Argon2Hasher},
     repository::Repository,
     startup::Application,
 };
@@ -25,7 +25,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Serve(args) => serve(Config::from_args(*args)?).await,
         Command::Migrate(database) => migrate(database).await,
-        Command::Cleanup(args) => cleanup(args).await,
+        Command::Cleanup(args) => cleanup(*args).await,
         Command::User {
             command: UserCommand::Create(args),
         } => create_user(args).await,
@@ -59,8 +59,12 @@ async fn cleanup(args: CleanupArgs) -> anyhow::Result<()> {
     let report = authority::cleanup(&repository, None, &policy, SystemClock.now()).await?;
     repository.close().await;
     println!(
-        "deleted {} expired sessions and {} old revocation events",
-        report.sessions_deleted, report.events_deleted
+        "deleted {} expired sessions, {} old revocation events, {} old audit records, {} idle throttle counters and {} stale known clients",
+        report.sessions_deleted,
+        report.events_deleted,
+        report.audit_deleted,
+        report.throttle_keys_deleted,
+        report.known_clients_deleted
     );
     Ok(())
 }
@@ -72,7 +76,9 @@ async fn create_user(args: CreateUserArgs) -> anyhow::Result<()> {
     let hasher = Argon2Hasher::new(config::argon2_settings(&args.argon2)?)?;
     let repository = connect(args.database).await?;
     let passwords = PasswordPool::start(hasher, NonZeroUsize::MIN, NonZeroUsize::MIN)?;
-    let user_id = authority::create_user(&repository, &SystemClock, &passwords, username, password, roles).await?;
+    let user_id =
+        authority::create_user(&repository, &SystemClock, &passwords, Actor::command_line(), username, password, roles)
+            .await?;
     repository.close().await;
     println!("{user_id}");
     Ok(())

@@ -10,6 +10,7 @@ pub mod grpc;
 pub mod metrics;
 pub mod repository;
 pub mod revocations;
+pub mod security_feed;
 pub mod startup;
 pub mod supervisor;
 pub mod telemetry;

@@ -7,7 +7,7 @@
 //! - `logins_total{outcome}`, `refreshes_total{outcome}`,
 //!   `verifications_total{reason}`, `revocations_total{reason}`,
 //!   `reuse_detections_total`, `caller_refusals_total{reason}`,
-//!   `calls_shed_total{limit}`: counters;
+//!   `calls_shed_total{limit}`, `security_events_total{kind}`: counters;
 //! - `live_sessions`, `stream_subscribers`, `session_cache_entries`: gauges;
 //! - `rpc_duration_seconds{method}`: a latency histogram per RPC. `method`
 //!   is `Service/Method` for each method this server serves (the two
@@ -27,7 +27,7 @@ use tokio::net::TcpListener;
 
 use crate::{
     authority::{InvalidReason, Verdict},
-    domain::{RevocationReason, tokens::TokenRejection},
+    domain::{RevocationReason, audit::SecurityEventKind, tokens::TokenRejection},
 };
 
 const RPC_DURATION: &str = "token_authority_rpc_duration_seconds";
@@ -127,6 +127,13 @@ pub enum RefreshOutcome {
     UnknownSession,
     InvalidToken,
     Conflict,
+    /// Beyond REFRESH_MIN_INTERVAL.
+    RateLimited,
+    /// The client does not match the session's binding (enforce).
+    BindingMismatch,
+    UserDisabled,
+    /// The session reached SESSION_MAX_LIFETIME.
+    MaxLifetime,
     Error,
 }
 
@@ -140,6 +147,10 @@ impl RefreshOutcome {
             Self::UnknownSession => "unknown_session",
             Self::InvalidToken => "invalid_token",
             Self::Conflict => "conflict",
+            Self::RateLimited => "rate_limited",
+            Self::BindingMismatch => "binding_mismatch",
+            Self::UserDisabled => "user_disabled",
+            Self::MaxLifetime => "max_lifetime",
             Self::Error => "error",
         }
     }
@@ -219,6 +230,7 @@ fn verification_label(verdict: &Verdict) -> &'static str {
         Verdict::Invalid(InvalidReason::Revoked) => "revoked",
         Verdict::Invalid(InvalidReason::Rotated) => "rotated",
         Verdict::Invalid(InvalidReason::UnknownSession) => "unknown_session",
+        Verdict::Invalid(InvalidReason::BindingMismatch) => "binding_mismatch",
     }
 }
 
@@ -248,6 +260,10 @@ pub fn call_shed(limit: Shed) {
 
 pub fn reuse_detected() {
     metrics::counter!("token_authority_reuse_detections_total").increment(1);
+}
+
+pub fn security_event(kind: SecurityEventKind) {
+    metrics::counter!("token_authority_security_events_total", "kind" => kind.as_str()).increment(1);
 }
 
 pub fn live_sessions(count: u64) {
@@ -306,6 +322,9 @@ rpc_methods! {
     "/tokenauthority.v1.TokenAuthorityAdmin/SetUserDisabled" => "TokenAuthorityAdmin/SetUserDisabled",
     "/tokenauthority.v1.TokenAuthorityAdmin/RevokeSession" => "TokenAuthorityAdmin/RevokeSession",
     "/tokenauthority.v1.TokenAuthorityAdmin/ListUserSessions" => "TokenAuthorityAdmin/ListUserSessions",
+    "/tokenauthority.v1.TokenAuthorityAdmin/SetUserRoles" => "TokenAuthorityAdmin/SetUserRoles",
+    "/tokenauthority.v1.TokenAuthorityAdmin/ListAuditEvents" => "TokenAuthorityAdmin/ListAuditEvents",
+    "/tokenauthority.v1.TokenAuthorityAdmin/WatchSecurityEvents" => "TokenAuthorityAdmin/WatchSecurityEvents",
     "/grpc.health.v1.Health/Check" => "Health/Check",
     "/grpc.health.v1.Health/Watch" => "Health/Watch",
     "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo" => "ServerReflection/ServerReflectionInfo",
@@ -419,6 +438,6 @@ mod tests {
                 }
             }
         }
-        assert_eq!(methods, 16);
+        assert_eq!(methods, 19);
     }
 }

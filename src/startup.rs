@@ -17,10 +17,7 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 use tracing::{info, warn};
 
 use crate::{
-    authority::{
-        Authority, AuthorityParts, LoginThrottle, PasswordPool, Pauses, SessionCache, VerifiedTokens,
-        cleanup_periodically,
-    },
+    authority::{Authority, AuthorityParts, PasswordPool, Pauses, SessionCache, VerifiedTokens, cleanup_periodically},
     clock::SharedClock,
     config::{CleanupConfig, Config, Limits, TokenConfig},
     domain::{
@@ -36,6 +33,7 @@ use crate::{
     metrics,
     repository::Repository,
     revocations::RevocationFeed,
+    security_feed::SecurityFeed,
     supervisor::Supervisor,
     tls::{self, Certificates, TlsIncoming},
 };
@@ -72,8 +70,8 @@ pub struct Application {
     repository: Repository,
     authority: Arc<Authority>,
     sessions: Arc<SessionCache>,
-    throttle: Arc<LoginThrottle>,
     revocations: Arc<RevocationFeed>,
+    security_events: Arc<SecurityFeed>,
     auth: CallerAuthLayer,
     /// TLS on the gRPC port, when configured.
     tls: Option<TlsServing>,
@@ -108,7 +106,7 @@ impl Application {
         let latest_cursor = repository.cursor_bounds().await.context("cannot read the revocation outbox")?.latest;
         let revocations =
             RevocationFeed::new(repository.clone(), sessions.clone(), clock.clone(), config.revocations, latest_cursor);
-        let throttle = Arc::new(LoginThrottle::new(config.login_attempts_per_minute));
+        let security_events = SecurityFeed::new(repository.clone(), config.revocations.poll_interval);
         let authority = Authority::new(AuthorityParts {
             repository: repository.clone(),
             keyring: Arc::new(keyring),
@@ -116,8 +114,9 @@ impl Application {
             passwords,
             sessions: sessions.clone(),
             verified_tokens: Arc::new(VerifiedTokens::new(config.verified_token_cache_capacity)),
-            throttle: throttle.clone(),
+            security: config.security,
             listener: revocations.clone(),
+            security_listener: security_events.clone(),
             clock: clock.clone(),
             pauses,
         });
@@ -169,8 +168,8 @@ impl Application {
             repository,
             authority: Arc::new(authority),
             sessions,
-            throttle,
             revocations,
+            security_events,
             auth: auth.into_layer(),
             tls,
             limits: config.limits,
@@ -212,8 +211,9 @@ impl Application {
             StreamQuota::new(limits.max_revocation_streams_per_caller.get()),
         ))
         .max_decoding_message_size(max_request);
-        let admin = TokenAuthorityAdminServer::new(AdminService::new(self.authority.clone()))
-            .max_decoding_message_size(max_request);
+        let admin =
+            TokenAuthorityAdminServer::new(AdminService::new(self.authority.clone(), self.security_events.clone()))
+                .max_decoding_message_size(max_request);
         let (reflection_v1, reflection_v1alpha) = if self.reflection {
             (
                 Some(reflection().build_v1()?.max_decoding_message_size(max_request)),
@@ -259,6 +259,7 @@ impl Application {
         let failure = tokio::select! {
             result = &mut server => {
                 self.revocations.shut_down();
+                self.security_events.shut_down();
                 supervisor.stop().await;
                 return result.context("the gRPC server stopped");
             }
@@ -269,6 +270,7 @@ impl Application {
         info!("shutting down: health NOT_SERVING, ending revocation streams, finishing in-flight calls");
         set_health(&health, ServingStatus::NotServing).await;
         self.revocations.shut_down();
+        self.security_events.shut_down();
         let _ = stop.send(());
         match tokio::time::timeout(self.shutdown_timeout, server).await {
             Ok(result) => result.context("the gRPC server failed while stopping")?,
@@ -304,7 +306,6 @@ impl Application {
                 self.cleanup.interval,
             ),
         );
-        supervisor.spawn("login throttle sweep", self.throttle.clone().forget_idle_periodically());
         if let Some(tls) = &self.tls {
             supervisor.spawn("TLS certificate reload", tls.certificates.clone().watch(tls.reload_interval));
         }

@@ -1,5 +1,5 @@
 //! The one owner of the server's background tasks (outbox follower, LISTEN,
-//! health probe, cleanup, throttle sweep, gauges, the metrics listener).
+//! health probe, cleanup, gauges, the metrics listener).
 //! They start when the server runs and stop together with it; none is
 //! spawned anywhere else, so none outlives a failed start or a stop.
 

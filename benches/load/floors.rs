@@ -10,9 +10,11 @@ use token_authority::{
     clock::{Clock, SystemClock},
     domain::{
         Password, Session, TokenId,
+        audit::{AuditKind, AuditRecord},
+        binding::BindingPolicy,
         password_hash::{Argon2Hasher, Argon2Settings},
     },
-    repository::{Repository, Rotation},
+    repository::{Repository, Rotation, RotationResult},
 };
 
 use super::load::Stats;
@@ -49,9 +51,10 @@ fn argon2_blocking(duration: Duration) -> anyhow::Result<Stats> {
     Ok(stats)
 }
 
-/// The write transaction a Refresh commits (the guarded session update and
-/// the outbox row), through the same repository code and database driver,
-/// from one task per session, each rotating its own session.
+/// The write transaction a Refresh commits (the user read, the guarded
+/// session update with its binding and refresh-limit conditions, the audit
+/// record and the outbox row), through the same repository code and
+/// database driver, from one task per session, each rotating its own session.
 pub struct RotationFloor {
     repository: Repository,
     sessions: Vec<Session>,
@@ -81,6 +84,7 @@ impl RotationFloor {
                             break;
                         }
                         let now = SystemClock.now().truncated_to_seconds();
+                        let policy = BindingPolicy::default();
                         let rotation = Rotation {
                             session_id: session.id,
                             expected_token: session.current_token_id,
@@ -90,12 +94,20 @@ impl RotationFloor {
                             retired_at: now,
                             expires_at: now.plus(Duration::from_secs(24 * 3600)),
                             remember_me_expires_at: now.plus(Duration::from_secs(30 * 24 * 3600)),
-                            client: None,
+                            client_binding: Some(policy.binding_of(&session.client)),
+                            client: Some(session.client.clone()),
+                            require_binding: Some(policy.attributes),
+                            min_interval: None,
+                            max_lifetime: Duration::from_secs(90 * 24 * 3600),
+                            grace: Duration::from_secs(10),
+                            user_id: session.user_id,
                         };
-                        let result = repository.rotate_session(&rotation).await;
+                        let audit =
+                            AuditRecord::new(AuditKind::Refresh, now).from_client(&session.client).detail("rotated");
+                        let result = repository.rotate_session(&rotation, &audit).await;
                         let done = Instant::now();
-                        let ok = matches!(&result, Ok(Some(_)));
-                        if let Ok(Some((rotated, _))) = result {
+                        let ok = matches!(&result, Ok(RotationResult::Rotated { .. }));
+                        if let Ok(RotationResult::Rotated { session: rotated, .. }) = result {
                             session = rotated;
                         }
                         if sent >= measure_from && done <= deadline {

@@ -339,6 +339,7 @@ impl Generator {
             Self::H2load { address, tls, token } => {
                 let request = proto::VerifyRequest {
                     access_token: token.clone(),
+                    client: None,
                 };
                 let target = h2load::Target::new(*address, *tls, "/tokenauthority.v1.TokenAuthority/Verify")
                     .authorized(SERVICE_KEY);
@@ -445,6 +446,7 @@ fn verify_call(tokens: Arc<Vec<String>>) -> Call {
         let index = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % tokens.len();
         let request = proto::VerifyRequest {
             access_token: tokens[index].clone(),
+            client: None,
         };
         Box::pin(async move { client(channel).verify(request).await.is_ok_and(|response| response.into_inner().valid) })
     })
@@ -455,10 +457,21 @@ fn login_call() -> Call {
         let request = proto::LoginRequest {
             username: seed::LOGIN_USER.into(),
             password: seed::PASSWORD.into(),
-            ..Default::default()
+            remember_me: false,
+            client: Some(client_context()),
         };
         Box::pin(async move { client(channel).login(request).await.is_ok() })
     })
+}
+
+/// The end user's client that Login and Refresh pass: the seeded sessions
+/// are bound to it, so every Refresh checks the binding and matches.
+fn client_context() -> proto::ClientContext {
+    proto::ClientContext {
+        ip_address: seed::CLIENT_IP.into(),
+        user_agent: seed::USER_AGENT.into(),
+        device_id: seed::DEVICE_ID.into(),
+    }
 }
 
 /// Each worker refreshes its own session, always with its latest token.
@@ -470,7 +483,7 @@ fn refresh_call(tokens: &[String]) -> Call {
             let token = current[worker].lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
             let request = proto::RefreshRequest {
                 access_token: token,
-                client: None,
+                client: Some(client_context()),
             };
             match client(channel).refresh(request).await {
                 Ok(response) => {
@@ -488,6 +501,7 @@ fn watch_request(after_cursor: u64) -> proto::WatchRevocationsRequest {
     proto::WatchRevocationsRequest {
         after_cursor,
         include_snapshot: false,
+        session_snapshot: false,
     }
 }
 
@@ -596,7 +610,15 @@ async fn verify_every_session(
                 let mut verified = 0;
                 for session in sessions.iter().skip(worker).step_by(concurrency) {
                     let access_token = seed::token_for(&keyring, session)?;
-                    if client.verify(proto::VerifyRequest { access_token }).await?.into_inner().valid {
+                    if client
+                        .verify(proto::VerifyRequest {
+                            access_token,
+                            client: None,
+                        })
+                        .await?
+                        .into_inner()
+                        .valid
+                    {
                         verified += 1;
                     }
                 }

@@ -166,7 +166,7 @@ impl Report {
     pub fn login_against_argon2(&mut self, login: &Stats, argon2_per_second: f64) {
         let ratio = login.per_second() / argon2_per_second;
         self.rows.push(Row {
-            measured: "Login, 8 in flight".into(),
+            measured: "Login with a client context (throttle, known clients, audit), 8 in flight".into(),
             result: load(login),
             floor: format!("argon2id (m=19456, t=2, p=1) on every core, in-process: {argon2_per_second:.1} hashes/s"),
             ratio: format!("{ratio:.2}x"),
@@ -194,10 +194,10 @@ impl Report {
     pub fn refresh_against_transaction(&mut self, refresh: &Stats, transaction: &Stats) {
         let ratio = refresh.per_second() / transaction.per_second();
         self.rows.push(Row {
-            measured: format!("Refresh, {} in flight", self.spec.concurrency),
+            measured: format!("Refresh with a bound client (binding checked, audited), {} in flight", self.spec.concurrency),
             result: load(refresh),
             floor: format!(
-                "its write transaction through the same repository and driver, in-process: {}",
+                "its write transaction (user read, guarded update, audit record, outbox row) through the same repository and driver, in-process: {}",
                 load(transaction)
             ),
             ratio: format!("{ratio:.2}x"),
@@ -213,7 +213,7 @@ impl Report {
             measured: format!("Refresh on PostgreSQL, {} in flight", self.spec.concurrency),
             result: load(refresh),
             floor: format!(
-                "its write transaction through the same repository and driver, in-process: {}",
+                "its write transaction (user read, guarded update, audit record, outbox row) through the same repository and driver, in-process: {}",
                 load(transaction)
             ),
             ratio: format!("{ratio:.2}x"),

@@ -11,6 +11,8 @@ use token_authority::{
     clock::{Clock, SystemClock},
     domain::{
         ClientContext, NewPassword, Roles, Session, TokenLifetimes, UserId, Username,
+        audit::Actor,
+        binding::BindingPolicy,
         password_hash::{Argon2Hasher, Argon2Settings},
         tokens::{Keyring, SigningKey, TokenClaims, TokenPolicy},
     },
@@ -20,6 +22,14 @@ use token_authority::{
 use super::server::JWT_SECRET;
 
 pub const LOGIN_USER: &str = "bench-login";
+pub const CLIENT_IP: &str = "203.0.113.7";
+pub const USER_AGENT: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+pub const DEVICE_ID: &str = "bench-device";
+
+/// The end user's client, as the benchmark's calls pass it.
+pub fn client() -> ClientContext {
+    ClientContext::parse(CLIENT_IP, USER_AGENT, DEVICE_ID).expect("a valid client context")
+}
 pub const PASSWORD: &str = "benchmark passphrase";
 
 /// What the measurements need of a seeded database.
@@ -76,6 +86,7 @@ pub async fn seed(database_url: &str, count: usize) -> anyhow::Result<Seeded> {
             &repository,
             &SystemClock,
             &passwords,
+            Actor::command_line(),
             Username::parse("username", name)?,
             NewPassword::parse("password", PASSWORD.into())?,
             Roles::parse("roles", &["reader"])?,
@@ -85,8 +96,10 @@ pub async fn seed(database_url: &str, count: usize) -> anyhow::Result<Seeded> {
     }
     let user_id: UserId = user_ids[0];
     let now = SystemClock.now();
+    // Every session bound to the client the benchmark's calls present.
+    let policy = BindingPolicy::default();
     let sessions: Vec<Session> = (0..count)
-        .map(|_| Session::open(user_id, false, ClientContext::default(), &lifetimes(), now))
+        .map(|_| Session::open(user_id, false, client(), &lifetimes(), now).bound_by(&policy))
         .collect();
     repository.insert_sessions(&sessions).await?;
     repository.close().await;
@@ -113,6 +126,7 @@ pub fn token_for(keyring: &Keyring, session: &Session) -> anyhow::Result<String>
         roles: vec!["reader".into()],
         issued_at: session.refreshed_at,
         expires_at: session.expires_at,
+        generation: session.generation,
     };
     Ok(keyring.sign(&claims)?.into_string())
 }

@@ -55,7 +55,8 @@ pub struct Server {
 
 impl Server {
     /// Starts `token-authority serve` on `database_url` with the default
-    /// settings (argon2 included), logging to `log`.
+    /// settings (argon2, session binding, auditing, the login throttle
+    /// included), logging to `log`.
     pub async fn start(database_url: &str, log: &Path) -> anyhow::Result<Self> {
         Self::start_with(database_url, log, None).await
     }
@@ -87,8 +88,11 @@ impl Server {
             .env("LOG_FORMAT", "json")
             // The memory row holds 1,000 streams on the one service key.
             .env("MAX_REVOCATION_STREAMS_PER_CALLER", "100000")
-            // The Login rows log one user in at full speed on purpose.
-            .env("LOGIN_ATTEMPTS_PER_MINUTE", "0")
+            // Binding (log), auditing, the login throttle and the anomaly
+            // rules run as by default. Only the refresh limit is off: the
+            // Refresh rows rotate each session back to back on purpose.
+            .env("SESSION_BINDING", "log")
+            .env("REFRESH_MIN_INTERVAL", "0s")
             .stdout(Stdio::null())
             .stderr(log)
             .kill_on_drop(true)

@@ -1,5 +1,7 @@
-//! Cleanup of expired state: sessions whose tokens have all expired, and
-//! outbox events older than any token they could concern. Runs in bounded
+//! Cleanup of expired state: sessions whose tokens have all expired, outbox
+//! events older than any token they could concern, audit records past their
+//! retention, throttle counters back at full allowance, and devices and
+//! networks a user has not used for long. Runs in bounded
 //! batches, each its own short transaction, so it never holds a long lock.
 
 use std::time::Duration;
@@ -25,12 +27,19 @@ pub struct CleanupPolicy {
     /// lifetime plus a margin, so that every event that can still matter to a
     /// deny list (and a reconnecting client's cursor) is there.
     pub event_retention: Duration,
+    /// Audit records (security events included) are kept this long.
+    pub audit_retention: Duration,
+    /// A device or network not seen for this long is forgotten (new again).
+    pub known_client_retention: Duration,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CleanupReport {
     pub sessions_deleted: u64,
     pub events_deleted: u64,
+    pub audit_deleted: u64,
+    pub throttle_keys_deleted: u64,
+    pub known_clients_deleted: u64,
 }
 
 /// Runs one cleanup pass to the end.
@@ -62,12 +71,33 @@ pub async fn cleanup(
             break;
         }
     }
+    report.audit_deleted = drain(|| repository.prune_audit(now.minus(policy.audit_retention), BATCH)).await?;
+    report.throttle_keys_deleted = drain(|| repository.delete_idle_throttle_keys(now, BATCH)).await?;
+    report.known_clients_deleted =
+        drain(|| repository.forget_known_clients(now.minus(policy.known_client_retention), BATCH)).await?;
     info!(
         sessions_deleted = report.sessions_deleted,
         events_deleted = report.events_deleted,
+        audit_deleted = report.audit_deleted,
+        throttle_keys_deleted = report.throttle_keys_deleted,
+        known_clients_deleted = report.known_clients_deleted,
         "cleanup finished"
     );
     Ok(report)
+}
+
+/// Runs a batched delete until a batch comes back short; the total.
+async fn drain<F: Future<Output = Result<u64, RepositoryError>>>(
+    mut batch: impl FnMut() -> F,
+) -> Result<u64, RepositoryError> {
+    let mut total = 0;
+    loop {
+        let deleted = batch().await?;
+        total += deleted;
+        if deleted < BATCH {
+            return Ok(total);
+        }
+    }
 }
 
 /// Runs cleanup every `interval` (until the task is aborted; a pass cut

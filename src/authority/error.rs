@@ -27,6 +27,16 @@ pub enum AuthorityError {
     TokenRotated,
     #[error("access_token: token was already rotated; the session has been revoked as a precaution")]
     TokenReused,
+    #[error("access_token: the user is disabled")]
+    UserDisabled,
+    #[error("access_token: the session reached its maximum lifetime (SESSION_MAX_LIFETIME); log in again")]
+    SessionTooOld,
+    /// The presented client does not match the one the session is bound to
+    /// (SESSION_BINDING=enforce).
+    #[error("client: does not match the client this session is bound to")]
+    BindingMismatch,
+    #[error("this session was refreshed too recently (REFRESH_MIN_INTERVAL); retry in {} s", .0.as_secs().max(1))]
+    RefreshTooSoon(Duration),
     #[error("user_id: no user {0}")]
     UserNotFound(UserId),
     #[error("session_id: no session {0}")]
@@ -35,7 +45,7 @@ pub enum AuthorityError {
     UsernameTaken,
     #[error("too many password checks in progress; retry shortly")]
     Overloaded,
-    #[error("too many login attempts for this username; retry in {} s", .0.as_secs().max(1))]
+    #[error("too many failed login attempts; retry in {} s", .0.as_secs().max(1))]
     TooManyAttempts(Duration),
     #[error("a concurrent change to the same session or user won; retry")]
     Conflict,

@@ -4,7 +4,10 @@
 use tracing::info;
 
 use super::{Authority, AuthorityError};
-use crate::domain::{AccessToken, RevocationReason, SessionId};
+use crate::domain::{
+    AccessToken, RevocationReason, SessionId,
+    audit::{AuditKind, AuditRecord},
+};
 
 impl Authority {
     /// Revokes the token's session. Takes any token we signed, even expired,
@@ -17,7 +20,8 @@ impl Authority {
         let span = tracing::Span::current();
         span.record("user_id", tracing::field::display(claims.user_id));
         span.record("session_id", tracing::field::display(claims.session_id));
-        match self.repository.revoke_session(claims.session_id, RevocationReason::Logout, now).await? {
+        let audit = AuditRecord::new(AuditKind::Logout, now);
+        match self.repository.revoke_session(claims.session_id, RevocationReason::Logout, now, &audit).await? {
             Some((session, revocation)) => {
                 self.committed(std::slice::from_ref(&session), std::slice::from_ref(&revocation));
                 info!(outcome = "revoked", "logged out");
@@ -34,9 +38,11 @@ impl Authority {
         span.record("user_id", tracing::field::display(claims.user_id));
         span.record("session_id", tracing::field::display(session.id));
         let keep = keep_current.then_some(session.id);
+        let now = self.now();
+        let audit = AuditRecord::new(AuditKind::LogoutAll, now).user(claims.user_id).session(session.id);
         let revoked = self
             .repository
-            .revoke_user_sessions(claims.user_id, keep, RevocationReason::LogoutAll, self.now())
+            .revoke_user_sessions(claims.user_id, keep, RevocationReason::LogoutAll, now, &audit)
             .await?;
         self.committed(&revoked.sessions, &revoked.revocations);
         info!(revoked_count = revoked.sessions.len(), keep_current, "logged out of all sessions");

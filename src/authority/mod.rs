@@ -12,25 +12,25 @@ mod cleanup;
 mod error;
 mod list_sessions;
 mod login;
-mod login_throttle;
 mod logout;
 mod password_pool;
 mod pauses;
 mod refresh;
+mod security;
 mod session_cache;
 mod verified_tokens;
 mod verify;
 
 use std::sync::Arc;
 
-pub use admin::create_user;
+pub use admin::{MAX_AUDIT_PAGE, create_user};
 pub use change_password::PasswordChanged;
 pub use cleanup::{CleanupPolicy, CleanupReport, cleanup, cleanup_periodically};
 pub use error::{AuthorityError, InternalError};
 pub use login::LoginRequest;
-pub use login_throttle::LoginThrottle;
 pub use password_pool::PasswordPool;
 pub use pauses::{Pause, Pauses};
+pub use security::{RevokeOn, SecurityListener, SecurityMonitor, SecurityPolicy};
 pub use session_cache::{LoadTicket, SessionCache};
 pub use verified_tokens::{InsertTicket, VerifiedTokens};
 pub use verify::{InvalidReason, Verdict, VerifiedToken};
@@ -39,7 +39,7 @@ use crate::{
     clock::SharedClock,
     domain::{
         AccessToken, ClientContext, Revocation, RevocationReason, Session, SessionId, Timestamp, TokenId,
-        TokenLifetimes, TokenStanding,
+        TokenLifetimes, TokenStanding, UserId,
         tokens::{Keyring, TokenClaims},
     },
     metrics,
@@ -66,14 +66,15 @@ pub struct Authority {
     passwords: PasswordPool,
     sessions: Arc<SessionCache>,
     verified_tokens: Arc<VerifiedTokens>,
-    throttle: Arc<LoginThrottle>,
+    security: SecurityPolicy,
+    monitor: SecurityMonitor,
     listener: Arc<dyn RevocationListener>,
     clock: SharedClock,
     pauses: Pauses,
 }
 
 /// Everything the authority works with; every part is required, so that
-/// forgetting one (the throttle, the revocation listener) cannot compile.
+/// forgetting one (the security policy, the revocation listener) cannot compile.
 pub struct AuthorityParts {
     pub repository: Repository,
     pub keyring: Arc<Keyring>,
@@ -82,8 +83,10 @@ pub struct AuthorityParts {
     pub sessions: Arc<SessionCache>,
     /// Tokens Verify has checked in full, so a repeat skips the signature.
     pub verified_tokens: Arc<VerifiedTokens>,
-    pub throttle: Arc<LoginThrottle>,
+    pub security: SecurityPolicy,
     pub listener: Arc<dyn RevocationListener>,
+    /// Told of every recorded security event (the admin stream).
+    pub security_listener: Arc<dyn SecurityListener>,
     pub clock: SharedClock,
     /// Where tests hold a call; [`Pauses::none`] in production.
     pub pauses: Pauses,
@@ -98,8 +101,9 @@ impl Authority {
             passwords,
             sessions,
             verified_tokens,
-            throttle,
+            security,
             listener,
+            security_listener,
             clock,
             pauses,
         } = parts;
@@ -110,7 +114,8 @@ impl Authority {
             passwords,
             sessions,
             verified_tokens,
-            throttle,
+            monitor: SecurityMonitor::new(security.event_interval, security_listener),
+            security,
             listener,
             clock,
             pauses,
@@ -132,16 +137,19 @@ impl Authority {
             roles,
             issued_at: session.refreshed_at,
             expires_at: session.expires_at,
+            generation: session.generation,
         };
         let access_token = self.keyring.sign(&claims).map_err(InternalError::Signing)?;
         Ok(IssuedSession { access_token, session })
     }
 
     /// The rotation that replaces `current` (expiring at `current_expires_at`)
-    /// with a fresh token.
+    /// of `user_id`'s session with a fresh token. It carries no refresh
+    /// limit or binding condition; Refresh adds those.
     fn rotation_of(
         &self,
         session_id: SessionId,
+        user_id: UserId,
         current: TokenId,
         current_expires_at: Timestamp,
         client: Option<ClientContext>,
@@ -157,7 +165,13 @@ impl Authority {
             retired_at: at,
             expires_at: now.plus(self.lifetimes.lifetime(false)),
             remember_me_expires_at: now.plus(self.lifetimes.lifetime(true)),
+            client_binding: client.as_ref().map(|client| self.security.binding.binding_of(client)),
             client,
+            require_binding: None,
+            min_interval: None,
+            max_lifetime: self.security.session_max_lifetime,
+            grace: self.lifetimes.rotation_grace,
+            user_id,
         }
     }
 

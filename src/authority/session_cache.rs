@@ -160,6 +160,7 @@ mod tests {
             previous_token: None,
             revoked: false,
             version,
+            binding: Default::default(),
         }
     }
 

@@ -188,6 +188,7 @@ mod tests {
             roles: vec!["reader".into()],
             issued_at: now,
             expires_at: now.plus(Duration::from_secs(60)),
+            generation: 0,
         };
         let token = keyring.sign(&claims).unwrap();
         let (claims, window) = keyring.verify_with_window(&token, now).unwrap();

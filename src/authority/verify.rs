@@ -4,7 +4,9 @@
 use super::{Authority, AuthorityError};
 use crate::{
     domain::{
-        AccessToken, SessionId, SessionState, Timestamp, TokenStanding,
+        AccessToken, ClientContext, SessionId, SessionState, Timestamp, TokenStanding,
+        audit::Severity,
+        binding::BindingMode,
         tokens::{TokenClaims, TokenRejection},
     },
     metrics,
@@ -21,6 +23,9 @@ pub struct VerifiedToken {
     pub claims: TokenClaims,
     /// Within the refresh window: the client should call Refresh.
     pub needs_refresh: bool,
+    /// The caller's client does not match the session's binding
+    /// (SESSION_BINDING=log; under enforce the token is refused instead).
+    pub binding_mismatch: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +34,9 @@ pub enum InvalidReason {
     Revoked,
     Rotated,
     UnknownSession,
+    /// The caller's client does not match the session's binding
+    /// (SESSION_BINDING=enforce).
+    BindingMismatch,
 }
 
 impl Authority {
@@ -36,6 +44,46 @@ impl Authority {
         let verdict = self.check(token).await?;
         metrics::verification(&verdict);
         Ok(verdict)
+    }
+
+    /// Verify for a caller that says which client presented the token: a
+    /// valid token is also compared with the session's binding.
+    pub async fn verify_for_client(
+        &self,
+        token: &AccessToken,
+        client: &ClientContext,
+    ) -> Result<Verdict, AuthorityError> {
+        let verdict = match self.check(token).await? {
+            Verdict::Valid(verified) if self.security.binding.is_active() => {
+                self.check_binding(verified, client).await?
+            }
+            verdict => verdict,
+        };
+        metrics::verification(&verdict);
+        Ok(verdict)
+    }
+
+    async fn check_binding(
+        &self,
+        mut verified: VerifiedToken,
+        client: &ClientContext,
+    ) -> Result<Verdict, AuthorityError> {
+        let id = verified.claims.session_id;
+        let Some(state) = self.session_state(id, false).await? else {
+            return Ok(Verdict::Invalid(InvalidReason::UnknownSession));
+        };
+        if self.binding_matches(state.binding, client) {
+            return Ok(Verdict::Valid(verified));
+        }
+        // From the claims: a repeat within SECURITY_EVENT_INTERVAL costs no database read.
+        let user_id = verified.claims.user_id;
+        if self.security.binding.mode == BindingMode::Enforce {
+            self.raise_binding_mismatch(user_id, id, client, Severity::High, "verify").await?;
+            return Ok(Verdict::Invalid(InvalidReason::BindingMismatch));
+        }
+        self.raise_binding_mismatch(user_id, id, client, Severity::Medium, "verify").await?;
+        verified.binding_mismatch = true;
+        Ok(Verdict::Valid(verified))
     }
 
     async fn check(&self, token: &AccessToken) -> Result<Verdict, AuthorityError> {
@@ -65,6 +113,7 @@ impl Authority {
             TokenStanding::Current | TokenStanding::RetiredInGrace => Verdict::Valid(VerifiedToken {
                 needs_refresh: self.lifetimes.needs_refresh(claims.expires_at, now),
                 claims,
+                binding_mismatch: false,
             }),
             TokenStanding::Revoked => Verdict::Invalid(InvalidReason::Revoked),
             TokenStanding::Retired => Verdict::Invalid(InvalidReason::Rotated),

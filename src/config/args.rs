@@ -36,7 +36,7 @@ pub enum Command {
     /// Applies pending database migrations and exits.
     Migrate(DatabaseArgs),
     /// Deletes expired sessions and old revocation events once, and exits.
-    Cleanup(CleanupArgs),
+    Cleanup(Box<CleanupArgs>),
     /// Manages users.
     User {
         #[command(subcommand)]
@@ -125,9 +125,8 @@ pub struct ServeArgs {
     /// check and parsing when they come again (about 800 bytes each); 0: none.
     #[arg(long, env = "VERIFIED_TOKEN_CACHE_CAPACITY", default_value_t = 50_000)]
     pub verified_token_cache_capacity: usize,
-    /// Password checks allowed per username and minute (Login, ChangePassword); 0: unlimited.
-    #[arg(long, env = "LOGIN_ATTEMPTS_PER_MINUTE", default_value_t = 10)]
-    pub login_attempts_per_minute: u32,
+    #[command(flatten)]
+    pub security: SecurityArgs,
     /// Threads that run argon2 (default: one per core).
     #[arg(long, env = "PASSWORD_HASHING_THREADS")]
     pub password_hashing_threads: Option<NonZeroUsize>,
@@ -230,6 +229,86 @@ pub struct LimitArgs {
     pub tcp_keepalive: Duration,
 }
 
+/// Session binding, refresh limits, the login throttle and anomaly detection.
+#[derive(Debug, Args)]
+pub struct SecurityArgs {
+    /// What a mismatch between a session and the client presenting its token does:
+    /// off (nothing is compared), log (a security event; the call is answered as usual),
+    /// enforce (a security event and a refusal). Under log and enforce, a retry within
+    /// the rotation grace period from another client is reuse.
+    #[arg(long, env = "SESSION_BINDING", value_enum, default_value_t = BindingModeArg::Log)]
+    pub session_binding: BindingModeArg,
+    /// What a session is bound to, comma-separated: device_id, ip_prefix, user_agent_family.
+    #[arg(
+        long,
+        env = "SESSION_BINDING_ATTRIBUTES",
+        value_enum,
+        value_delimiter = ',',
+        default_value = "device_id,ip_prefix,user_agent_family"
+    )]
+    pub session_binding_attributes: Vec<BoundAttributeArg>,
+    /// Leading bits of an IPv4 address that make its network for the binding.
+    #[arg(long, env = "SESSION_BINDING_IPV4_PREFIX", default_value_t = 24, value_parser = clap::value_parser!(u8).range(0..=32))]
+    pub session_binding_ipv4_prefix: u8,
+    /// Leading bits of an IPv6 address that make its network for the binding.
+    #[arg(long, env = "SESSION_BINDING_IPV6_PREFIX", default_value_t = 64, value_parser = clap::value_parser!(u8).range(0..=128))]
+    pub session_binding_ipv6_prefix: u8,
+    /// A session rotates at most once per this interval (RESOURCE_EXHAUSTED beyond); 0s: no limit.
+    #[arg(long, env = "REFRESH_MIN_INTERVAL", default_value = "30s", value_parser = duration)]
+    pub refresh_min_interval: Duration,
+    /// No refresh extends a session past this long after its login.
+    #[arg(long, env = "SESSION_MAX_LIFETIME", default_value = "90d", value_parser = whole_seconds)]
+    pub session_max_lifetime: Duration,
+    /// The login throttle's window: each limit below is per this long.
+    #[arg(long, env = "LOGIN_THROTTLE_WINDOW", default_value = "15m", value_parser = positive_duration)]
+    pub login_throttle_window: Duration,
+    /// Failed password checks per username and client address per window; 0: no limit.
+    #[arg(long, env = "LOGIN_ATTEMPTS_PER_USER_AND_IP", default_value_t = 10)]
+    pub login_attempts_per_user_and_ip: u32,
+    /// Failed password checks per username per window, from networks the user has not
+    /// logged in from (must exceed LOGIN_ATTEMPTS_PER_USER_AND_IP); 0: no limit.
+    #[arg(long, env = "LOGIN_ATTEMPTS_PER_USER", default_value_t = 100)]
+    pub login_attempts_per_user: u32,
+    /// Failed password checks per client address per window, across usernames; 0: no limit.
+    #[arg(long, env = "LOGIN_ATTEMPTS_PER_IP", default_value_t = 100)]
+    pub login_attempts_per_ip: u32,
+    /// Sessions opened from one address per window before a security event; 0: no rule.
+    #[arg(long, env = "SECURITY_SESSIONS_PER_IP", default_value_t = 100)]
+    pub security_sessions_per_ip: u32,
+    /// Security events that also revoke their session, comma-separated: binding_mismatch,
+    /// refresh_limited, or none. Reuse always revokes.
+    #[arg(
+        long,
+        env = "SECURITY_REVOKE_ON",
+        value_delimiter = ',',
+        default_value = "binding_mismatch"
+    )]
+    pub security_revoke_on: Vec<String>,
+    /// Replaced by LOGIN_ATTEMPTS_PER_USER_AND_IP, LOGIN_ATTEMPTS_PER_USER and
+    /// LOGIN_ATTEMPTS_PER_IP; still read, so that a deployment setting it is told.
+    #[arg(long, env = "LOGIN_ATTEMPTS_PER_MINUTE", hide = true)]
+    pub login_attempts_per_minute: Option<String>,
+    /// The same kind of security event about the same session, user or address is
+    /// recorded at most once per this interval on each replica (metrics count every one).
+    #[arg(long, env = "SECURITY_EVENT_INTERVAL", default_value = "1m", value_parser = duration)]
+    pub security_event_interval: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BindingModeArg {
+    Off,
+    Log,
+    Enforce,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[clap(rename_all = "snake_case")]
+pub enum BoundAttributeArg {
+    DeviceId,
+    IpPrefix,
+    UserAgentFamily,
+}
+
 #[derive(Debug, Args)]
 pub struct RetentionArgs {
     /// How often expired sessions and old revocation events are deleted.
@@ -238,6 +317,12 @@ pub struct RetentionArgs {
     /// Revocation events are kept for the longest token lifetime plus this.
     #[arg(long, env = "REVOCATION_RETENTION_MARGIN", default_value = "1h", value_parser = duration)]
     pub revocation_retention_margin: Duration,
+    /// Audit records (security events included) are kept this long.
+    #[arg(long, env = "AUDIT_RETENTION", default_value = "90d", value_parser = positive_duration)]
+    pub audit_retention: Duration,
+    /// A device or network a user has not logged in from for this long is new again.
+    #[arg(long, env = "KNOWN_CLIENT_RETENTION", default_value = "90d", value_parser = positive_duration)]
+    pub known_client_retention: Duration,
 }
 
 #[derive(Debug, Args)]

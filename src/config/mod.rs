@@ -22,10 +22,12 @@ use secrecy::{ExposeSecret, SecretString};
 pub use args::{Cli, Command, LogArgs, LogFormat, UserCommand};
 
 use crate::{
-    authority::CleanupPolicy,
+    authority::{CleanupPolicy, RevokeOn, SecurityPolicy},
     domain::{
         TokenLifetimes,
+        binding::{BindingMode, BindingPolicy, BoundAttributes},
         password_hash::Argon2Settings,
+        throttle::ThrottlePolicy,
         tokens::{MIN_HMAC_SECRET_BYTES, TokenPolicy},
     },
     repository::DatabaseConfig,
@@ -52,8 +54,8 @@ pub struct Config {
     pub session_cache_capacity: NonZeroUsize,
     /// Verified tokens Verify remembers; 0 remembers none.
     pub verified_token_cache_capacity: usize,
-    /// Password checks per username and minute; `None`: unlimited.
-    pub login_attempts_per_minute: Option<NonZeroU32>,
+    /// Session binding, refresh limits, the login throttle, anomaly actions.
+    pub security: SecurityPolicy,
     /// Where Prometheus scrapes `/metrics`; `None`: no metrics.
     pub metrics_addr: Option<SocketAddr>,
     pub health_check_interval: Duration,
@@ -232,6 +234,7 @@ impl Config {
             callers.service_api_keys,
             callers.service_api_keys_file.as_deref(),
         )?;
+        let security = security_policy(&args.security, &tokens.lifetimes)?;
         Ok(Self {
             listen_addr: args.listen_addr,
             database: database_config(args.database)?,
@@ -256,12 +259,13 @@ impl Config {
                 heartbeat: args.revocation_heartbeat,
                 poll_interval: args.revocation_poll_interval,
                 buffer: args.revocation_buffer,
+                rotation_grace: tokens.lifetimes.rotation_grace,
             },
             cleanup,
             tokens,
             session_cache_capacity: args.session_cache_capacity,
             verified_token_cache_capacity: args.verified_token_cache_capacity,
-            login_attempts_per_minute: NonZeroU32::new(args.login_attempts_per_minute),
+            security,
             metrics_addr: args.metrics_addr,
             health_check_interval: args.health_check_interval,
             shutdown_timeout: args.shutdown_timeout,
@@ -353,6 +357,8 @@ impl CleanupConfig {
                 // Past the leeway, no check accepts the token any more.
                 session_grace: tokens.policy.leeway + Duration::from_secs(60),
                 event_retention: lifetimes.standard.max(lifetimes.remember_me) + args.revocation_retention_margin,
+                audit_retention: args.audit_retention,
+                known_client_retention: args.known_client_retention,
             },
         }
     }
@@ -360,6 +366,85 @@ impl CleanupConfig {
 
 /// Where the database is when neither DATABASE_URL nor DATABASE_URL_FILE is set.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite:token-authority.db";
+
+/// The security settings, checked against each other and the token lifetimes.
+pub fn security_policy(args: &args::SecurityArgs, lifetimes: &TokenLifetimes) -> Result<SecurityPolicy, ConfigError> {
+    use args::{BindingModeArg, BoundAttributeArg};
+    if args.login_attempts_per_minute.is_some() {
+        return Err(invalid(
+            "LOGIN_ATTEMPTS_PER_MINUTE",
+            "is replaced by LOGIN_ATTEMPTS_PER_USER_AND_IP, LOGIN_ATTEMPTS_PER_USER and LOGIN_ATTEMPTS_PER_IP, each per LOGIN_THROTTLE_WINDOW; unset it",
+        ));
+    }
+    let longest = lifetimes.standard.max(lifetimes.remember_me);
+    if args.session_max_lifetime < longest {
+        return Err(invalid(
+            "SESSION_MAX_LIFETIME",
+            format!(
+                "must be at least the longest token lifetime ({}, JWT_EXPIRES_IN or JWT_REMEMBER_ME_EXPIRES_IN)",
+                humantime::format_duration(longest)
+            ),
+        ));
+    }
+    let per_user_and_ip = NonZeroU32::new(args.login_attempts_per_user_and_ip);
+    let per_user = NonZeroU32::new(args.login_attempts_per_user);
+    if let (Some(pair), Some(user)) = (per_user_and_ip, per_user)
+        && user <= pair
+    {
+        return Err(invalid(
+            "LOGIN_ATTEMPTS_PER_USER",
+            format!(
+                "must be more than LOGIN_ATTEMPTS_PER_USER_AND_IP ({pair}), so that one address cannot lock a user out of the others"
+            ),
+        ));
+    }
+    let mut attributes = BoundAttributes::NONE;
+    for attribute in &args.session_binding_attributes {
+        match attribute {
+            BoundAttributeArg::DeviceId => attributes.device_id = true,
+            BoundAttributeArg::IpPrefix => attributes.ip_prefix = true,
+            BoundAttributeArg::UserAgentFamily => attributes.user_agent_family = true,
+        }
+    }
+    let mut revoke_on = RevokeOn::default();
+    for kind in &args.security_revoke_on {
+        match kind.trim() {
+            "binding_mismatch" => revoke_on.binding_mismatch = true,
+            "refresh_limited" => revoke_on.refresh_limited = true,
+            // Reuse always revokes; naming it changes nothing.
+            "reuse_detected" | "none" | "" => {}
+            other => {
+                return Err(invalid(
+                    "SECURITY_REVOKE_ON",
+                    format!("{other:?} is not one of binding_mismatch, refresh_limited, reuse_detected, none"),
+                ));
+            }
+        }
+    }
+    Ok(SecurityPolicy {
+        binding: BindingPolicy {
+            mode: match args.session_binding {
+                BindingModeArg::Off => BindingMode::Off,
+                BindingModeArg::Log => BindingMode::Log,
+                BindingModeArg::Enforce => BindingMode::Enforce,
+            },
+            attributes,
+            ipv4_prefix: args.session_binding_ipv4_prefix,
+            ipv6_prefix: args.session_binding_ipv6_prefix,
+        },
+        refresh_min_interval: (!args.refresh_min_interval.is_zero()).then_some(args.refresh_min_interval),
+        session_max_lifetime: args.session_max_lifetime,
+        throttle: ThrottlePolicy {
+            window: args.login_throttle_window,
+            per_user_and_ip,
+            per_user,
+            per_ip: NonZeroU32::new(args.login_attempts_per_ip),
+            sessions_per_ip: NonZeroU32::new(args.security_sessions_per_ip),
+        },
+        revoke_on,
+        event_interval: args.security_event_interval,
+    })
+}
 
 pub fn database_config(args: args::DatabaseArgs) -> Result<DatabaseConfig, ConfigError> {
     let url = secret_from("DATABASE_URL", "DATABASE_URL_FILE", args.database_url, args.database_url_file.as_deref())?
@@ -745,8 +830,80 @@ mod tests {
     }
 
     #[test]
-    fn zero_login_attempts_turns_the_throttle_off() {
-        assert_eq!(parse(&["--login-attempts-per-minute", "0"]).unwrap().login_attempts_per_minute, None);
+    fn zero_turns_each_throttle_limit_off() {
+        let config = parse(&[
+            "--login-attempts-per-user-and-ip",
+            "0",
+            "--login-attempts-per-user",
+            "0",
+            "--login-attempts-per-ip",
+            "0",
+            "--security-sessions-per-ip",
+            "0",
+            "--refresh-min-interval",
+            "0s",
+        ])
+        .unwrap();
+        assert_eq!(
+            config.security.throttle,
+            ThrottlePolicy {
+                window: config.security.throttle.window,
+                ..ThrottlePolicy::OFF
+            }
+        );
+        assert_eq!(config.security.refresh_min_interval, None);
+    }
+
+    #[test]
+    fn security_settings_are_checked_against_each_other() {
+        let error = parse(&[
+            "--login-attempts-per-user",
+            "10",
+            "--login-attempts-per-user-and-ip",
+            "10",
+        ])
+        .unwrap_err();
+        assert!(error.starts_with("LOGIN_ATTEMPTS_PER_USER:"), "{error}");
+        let error = parse(&["--session-max-lifetime", "7d"]).unwrap_err();
+        assert!(error.starts_with("SESSION_MAX_LIFETIME"), "{error}");
+        let error = parse(&["--security-revoke-on", "binding_mismatch,everything"]).unwrap_err();
+        assert!(error.starts_with("SECURITY_REVOKE_ON") && error.contains("everything"), "{error}");
+        for (flag, value, named) in [
+            ("--session-binding", "sometimes", "SESSION_BINDING"),
+            ("--session-binding-attributes", "shoe_size", "SESSION_BINDING_ATTRIBUTES"),
+            ("--session-binding-ipv4-prefix", "33", "SESSION_BINDING_IPV4_PREFIX"),
+            ("--login-throttle-window", "0s", "LOGIN_THROTTLE_WINDOW"),
+            ("--audit-retention", "0s", "AUDIT_RETENTION"),
+        ] {
+            let error = parse(&[flag, value]).unwrap_err();
+            assert!(error.contains(named), "{flag} {value}: {error}");
+        }
+        let config = parse(&[
+            "--session-binding",
+            "enforce",
+            "--session-binding-attributes",
+            "device_id",
+            "--security-revoke-on",
+            "refresh_limited",
+        ])
+        .unwrap();
+        let binding = config.security.binding;
+        assert_eq!(binding.mode, BindingMode::Enforce);
+        assert_eq!(
+            binding.attributes,
+            BoundAttributes {
+                device_id: true,
+                ip_prefix: false,
+                user_agent_family: false
+            }
+        );
+        assert_eq!(
+            config.security.revoke_on,
+            RevokeOn {
+                binding_mismatch: false,
+                refresh_limited: true
+            }
+        );
     }
 
     #[test]
@@ -759,7 +916,18 @@ mod tests {
         assert_eq!(lifetimes.rotation_grace, Duration::from_secs(10));
         assert_eq!(config.listen_addr.to_string(), "127.0.0.1:50051");
         assert_eq!(config.argon2, Argon2Settings::default());
-        assert_eq!(config.login_attempts_per_minute, NonZeroU32::new(10));
+        let security = config.security;
+        assert_eq!(security.binding, BindingPolicy::default());
+        assert_eq!(security.refresh_min_interval, Some(Duration::from_secs(30)));
+        assert_eq!(security.session_max_lifetime, Duration::from_secs(90 * 86_400));
+        assert_eq!(security.throttle.window, Duration::from_secs(15 * 60));
+        assert_eq!(security.throttle.per_user_and_ip, NonZeroU32::new(10));
+        assert_eq!(security.throttle.per_user, NonZeroU32::new(100));
+        assert_eq!(security.throttle.per_ip, NonZeroU32::new(100));
+        assert_eq!(security.throttle.sessions_per_ip, NonZeroU32::new(100));
+        assert!(security.revoke_on.binding_mismatch && !security.revoke_on.refresh_limited);
+        assert_eq!(security.event_interval, Duration::from_secs(60));
+        assert_eq!(config.cleanup.policy.audit_retention, Duration::from_secs(90 * 86_400));
         assert_eq!(config.cleanup.policy.event_retention, Duration::from_secs(30 * 86_400 + 3600));
     }
 }

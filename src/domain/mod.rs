@@ -3,6 +3,8 @@
 //! values are parsed at the edge, so past it invalid values cannot exist.
 
 mod access_token;
+pub mod audit;
+pub mod binding;
 mod client_context;
 mod ids;
 mod password;
@@ -10,6 +12,7 @@ pub mod password_hash;
 mod revocation;
 mod roles;
 mod session;
+pub mod throttle;
 mod time;
 pub mod tokens;
 mod username;
@@ -19,7 +22,7 @@ pub use access_token::AccessToken;
 pub use client_context::ClientContext;
 pub use ids::{SessionId, TokenId, UserId};
 pub use password::{NewPassword, Password};
-pub use revocation::{Revocation, RevocationEvent, RevocationReason};
+pub use revocation::{Revocation, RevocationEvent, RevocationReason, Successor};
 pub use roles::{Role, Roles};
 pub use session::{RetiredToken, Session, SessionState, TokenLifetimes, TokenStanding};
 pub use time::Timestamp;

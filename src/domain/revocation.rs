@@ -13,10 +13,12 @@ pub enum RevocationReason {
     UserDisabled,
     /// One token retired by a refresh; its session lives on.
     Rotated,
+    /// Revoked by a security action (SECURITY_REVOKE_ON).
+    SecurityAction,
 }
 
 impl RevocationReason {
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 8] = [
         Self::Logout,
         Self::LogoutAll,
         Self::PasswordChanged,
@@ -24,6 +26,7 @@ impl RevocationReason {
         Self::Admin,
         Self::UserDisabled,
         Self::Rotated,
+        Self::SecurityAction,
     ];
 
     /// The stored form; also used in logs and metrics labels.
@@ -36,6 +39,7 @@ impl RevocationReason {
             Self::Admin => "admin",
             Self::UserDisabled => "user_disabled",
             Self::Rotated => "rotated",
+            Self::SecurityAction => "security_action",
         }
     }
 
@@ -56,6 +60,23 @@ pub struct Revocation {
     pub revoked_at: Timestamp,
     /// When the last token this revocation covers expires.
     pub expires_at: Timestamp,
+    /// When the session's last token expires: a consumer keeping one entry
+    /// per session forgets it then.
+    pub session_expires_at: Timestamp,
+    /// For a rotation, the session's state after it.
+    pub successor: Option<Successor>,
+}
+
+/// What a rotation made current, so that a consumer keeps one entry per
+/// session (overwritten by each rotation) instead of one per retired token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Successor {
+    /// The token now current (its `jti`).
+    pub token_id: TokenId,
+    /// Its `gen` claim.
+    pub generation: u64,
+    /// Until when the retired token still works (the rotation grace).
+    pub grace_ends_at: Timestamp,
 }
 
 impl Revocation {
@@ -68,11 +89,21 @@ impl Revocation {
             reason,
             revoked_at: now,
             expires_at: session.expires_at,
+            session_expires_at: session.expires_at,
+            successor: None,
         }
     }
 
-    /// One token retired by a rotation; it lives until `token_expires_at`.
-    pub fn of_token(session: &Session, token: TokenId, token_expires_at: Timestamp, now: Timestamp) -> Self {
+    /// One token retired by a rotation of `session` (as it is after the
+    /// rotation); the retired token lives until `token_expires_at` and keeps
+    /// working until `grace_ends_at`.
+    pub fn of_token(
+        session: &Session,
+        token: TokenId,
+        token_expires_at: Timestamp,
+        now: Timestamp,
+        grace_ends_at: Timestamp,
+    ) -> Self {
         Self {
             session_id: session.id,
             user_id: session.user_id,
@@ -80,6 +111,12 @@ impl Revocation {
             reason: RevocationReason::Rotated,
             revoked_at: now,
             expires_at: token_expires_at,
+            session_expires_at: session.expires_at,
+            successor: Some(Successor {
+                token_id: session.current_token_id,
+                generation: session.generation,
+                grace_ends_at,
+            }),
         }
     }
 }
@@ -99,6 +136,12 @@ pub struct RevocationEvent {
     /// When the last token this event covers expires; afterwards a consumer
     /// may forget it.
     pub expires_at: Timestamp,
+    /// When the session's last token expires (`None` for events written
+    /// before it was recorded).
+    pub session_expires_at: Option<Timestamp>,
+    /// For a rotation, the session's state after it (`None` for events
+    /// written before it was recorded).
+    pub successor: Option<Successor>,
 }
 
 #[cfg(test)]

@@ -4,7 +4,10 @@
 
 use std::time::Duration;
 
-use super::{ClientContext, RevocationReason, SessionId, Timestamp, TokenId, UserId};
+use super::{
+    ClientContext, RevocationReason, SessionId, Timestamp, TokenId, UserId,
+    binding::{BindingDigest, BindingPolicy, ClientBinding},
+};
 
 /// How long tokens live and when clients should refresh them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +57,13 @@ pub struct Session {
     pub revoke_reason: Option<RevocationReason>,
     /// Grows with every change, so a cache can tell newer from older.
     pub version: i64,
+    /// The current token's generation (its `gen` claim): 0 at login, one
+    /// more with each rotation.
+    pub generation: u64,
+    /// The client's network prefix and user-agent family, as the binding
+    /// compares them (with `client.device_id`).
+    pub ip_network: Option<String>,
+    pub user_agent_family: Option<String>,
 }
 
 impl Session {
@@ -80,6 +90,26 @@ impl Session {
             revoked_at: None,
             revoke_reason: None,
             version: 1,
+            generation: 0,
+            ip_network: None,
+            user_agent_family: None,
+        }
+    }
+
+    /// Records the binding values of the session's client under `policy`.
+    pub fn bound_by(mut self, policy: &BindingPolicy) -> Self {
+        let binding = policy.binding_of(&self.client);
+        self.ip_network = binding.network;
+        self.user_agent_family = binding.user_agent_family;
+        self
+    }
+
+    /// What the session is bound to.
+    pub fn binding(&self) -> ClientBinding {
+        ClientBinding {
+            device_id: self.client.device_id.clone(),
+            network: self.ip_network.clone(),
+            user_agent_family: self.user_agent_family.clone(),
         }
     }
 
@@ -93,6 +123,7 @@ impl Session {
             previous_token: self.previous_token,
             revoked: self.revoked_at.is_some(),
             version: self.version,
+            binding: self.binding().digest(),
         }
     }
 
@@ -113,6 +144,8 @@ pub struct SessionState {
     pub previous_token: Option<RetiredToken>,
     pub revoked: bool,
     pub version: i64,
+    /// What the session is bound to, for a Verify that passes a client.
+    pub binding: BindingDigest,
 }
 
 /// Where a presented token stands within its session.

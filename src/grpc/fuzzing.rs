@@ -6,7 +6,7 @@
 use prost::Message;
 
 use super::{convert, proto};
-use crate::authority::LoginRequest;
+use crate::{authority::LoginRequest, domain::audit::AuditQuery};
 
 /// Decodes `bytes` as the request of method number `method` (each of the
 /// API's request messages in turn) and parses it as its handler does.
@@ -14,7 +14,7 @@ pub fn parse_request(method: u8, bytes: &[u8]) {
     fn decoded<M: Message + Default>(bytes: &[u8]) -> Option<M> {
         M::decode(bytes).ok()
     }
-    match method % 12 {
+    match method % 14 {
         0 => {
             if let Some(request) = decoded::<proto::LoginRequest>(bytes) {
                 let _ = LoginRequest::try_from(request);
@@ -37,7 +37,7 @@ pub fn parse_request(method: u8, bytes: &[u8]) {
         }
         4 => {
             if let Some(request) = decoded::<proto::VerifyRequest>(bytes) {
-                let _ = convert::access_token(request.access_token);
+                let _ = convert::verify(request);
             }
         }
         5 => {
@@ -68,6 +68,16 @@ pub fn parse_request(method: u8, bytes: &[u8]) {
         10 => {
             if let Some(request) = decoded::<proto::RevokeSessionRequest>(bytes) {
                 let _ = convert::session_id(&request.session_id);
+            }
+        }
+        11 => {
+            if let Some(request) = decoded::<proto::SetUserRolesRequest>(bytes) {
+                let _ = convert::set_user_roles(request);
+            }
+        }
+        12 => {
+            if let Some(request) = decoded::<proto::ListAuditEventsRequest>(bytes) {
+                let _ = AuditQuery::try_from(request);
             }
         }
         _ => {

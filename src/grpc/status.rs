@@ -18,8 +18,20 @@ impl From<AuthorityError> for Status {
             | AuthorityError::UnknownSession
             | AuthorityError::SessionRevoked
             | AuthorityError::TokenRotated
-            | AuthorityError::TokenReused => Status::unauthenticated(message),
+            | AuthorityError::TokenReused
+            | AuthorityError::UserDisabled
+            | AuthorityError::SessionTooOld => Status::unauthenticated(message),
             AuthorityError::WrongCurrentPassword => Status::permission_denied(message),
+            AuthorityError::BindingMismatch => Status::with_error_details(
+                Code::PermissionDenied,
+                message,
+                ErrorDetails::with_error_info(
+                    "BINDING_MISMATCH",
+                    "tokenauthority.v1",
+                    std::collections::HashMap::new(),
+                ),
+            ),
+            AuthorityError::RefreshTooSoon(retry_after) => retry_later(message, retry_after),
             AuthorityError::UserNotFound(_) | AuthorityError::SessionNotFound(_) => Status::not_found(message),
             AuthorityError::UsernameTaken => Status::already_exists(message),
             AuthorityError::Overloaded => retry_later(message, Duration::from_secs(1)),

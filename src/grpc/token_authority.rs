@@ -100,8 +100,11 @@ impl TokenAuthority for TokenAuthorityService {
     }
 
     async fn verify(&self, request: Request<proto::VerifyRequest>) -> Result<Response<proto::VerifyResponse>, Status> {
-        let token = access_token(request.into_inner().access_token)?;
-        let verdict = self.authority.verify(&token).await?;
+        let (token, client) = convert::verify(request.into_inner())?;
+        let verdict = match client {
+            Some(client) => self.authority.verify_for_client(&token, &client).await?,
+            None => self.authority.verify(&token).await?,
+        };
         Ok(Response::new(verdict.into()))
     }
 

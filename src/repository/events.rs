@@ -27,7 +27,7 @@ use super::{
     Repository, RepositoryError,
     entities::{revocation_cursor, revocation_events},
 };
-use crate::domain::{Revocation, RevocationEvent, RevocationReason, SessionId, Timestamp, TokenId, UserId};
+use crate::domain::{Revocation, RevocationEvent, RevocationReason, SessionId, Successor, Timestamp, TokenId, UserId};
 
 /// The single row of `revocation_cursor`.
 const CURSOR_ROW: i32 = 1;
@@ -240,6 +240,10 @@ fn revocation_to_model(revocation: &Revocation, cursor: Option<i64>) -> revocati
         reason: Set(revocation.reason.as_str().to_owned()),
         revoked_at: Set(revocation.revoked_at.as_millis()),
         expires_at: Set(revocation.expires_at.as_millis()),
+        current_token_id: Set(revocation.successor.map(|successor| successor.token_id.as_uuid())),
+        generation: Set(revocation.successor.map(|successor| i64::try_from(successor.generation).unwrap_or(i64::MAX))),
+        grace_ends_at: Set(revocation.successor.map(|successor| successor.grace_ends_at.as_millis())),
+        session_expires_at: Set(Some(revocation.session_expires_at.as_millis())),
     }
 }
 
@@ -247,6 +251,14 @@ fn event_from_model(model: revocation_events::Model) -> Result<RevocationEvent, 
     let corrupt = |what: &str| RepositoryError::corrupt(format!("{what} of revocation event {}", model.id));
     let reason = RevocationReason::from_stored(&model.reason).ok_or_else(|| corrupt("reason"))?;
     let cursor = model.cursor.ok_or_else(|| corrupt("cursor"))?;
+    let successor = match (model.current_token_id, model.generation, model.grace_ends_at) {
+        (Some(token_id), Some(generation), Some(grace_ends_at)) => Some(Successor {
+            token_id: TokenId::from_uuid(token_id),
+            generation: u64::try_from(generation).map_err(|_| corrupt("generation"))?,
+            grace_ends_at: Timestamp::from_millis(grace_ends_at),
+        }),
+        _ => None,
+    };
     Ok(RevocationEvent {
         cursor: cursor_from_stored(cursor)?,
         session_id: SessionId::from_uuid(model.session_id),
@@ -255,5 +267,7 @@ fn event_from_model(model: revocation_events::Model) -> Result<RevocationEvent, 
         reason,
         revoked_at: Timestamp::from_millis(model.revoked_at),
         expires_at: Timestamp::from_millis(model.expires_at),
+        session_expires_at: model.session_expires_at.map(Timestamp::from_millis),
+        successor,
     })
 }

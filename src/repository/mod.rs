@@ -6,14 +6,19 @@
 //! - every state change that must stay consistent is one transaction;
 //! - a revocation and its outbox event are written in the same transaction;
 //! - rotations are conditional updates on the token id they expect, so two
-//!   racing writers can never both succeed.
+//!   racing writers can never both succeed;
+//! - every state change writes its audit record in its own transaction;
+//! - login throttle counts are taken by conditional upserts, never by a
+//!   read-then-write.
 
+mod audit;
 mod entities;
 mod error;
 mod events;
 mod notifications;
 mod sessions;
 mod signing_keys;
+mod throttle;
 mod users;
 
 use std::{str::FromStr, sync::Arc, time::Duration};
@@ -31,7 +36,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 pub use error::RepositoryError;
 pub use events::CursorBounds;
-pub use sessions::{PasswordChange, RevokedSessions, Rotation};
+pub use sessions::{LoginNotices, LoginWrites, PasswordChange, RevokedSessions, Rotation, RotationResult};
 pub use users::{NewUser, UserRecord};
 
 /// How to reach the database.

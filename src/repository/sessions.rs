@@ -11,11 +11,17 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::{
     Repository, RepositoryError,
+    audit::append_audit,
     entities::{sessions, users},
     events::append_events,
+    throttle::{self, DEVICE, NETWORK},
+    users::{UserRecord, user_from_model},
 };
 use crate::domain::{
     ClientContext, RetiredToken, Revocation, RevocationReason, Session, SessionId, Timestamp, TokenId, UserId,
+    audit::AuditRecord,
+    binding::{BoundAttributes, ClientBinding},
+    throttle::ThrottleTake,
 };
 
 /// ListSessions answers with at most this many sessions, the newest.
@@ -40,6 +46,58 @@ pub struct Rotation {
     pub remember_me_expires_at: Timestamp,
     /// Replaces the stored client context when given.
     pub client: Option<ClientContext>,
+    /// The binding values of `client` (network, user-agent family), stored with it.
+    pub client_binding: Option<ClientBinding>,
+    /// Rotate only if the session's stored binding matches `client_binding`
+    /// on these attributes (each compared where the session has a value).
+    pub require_binding: Option<BoundAttributes>,
+    /// Rotate only if the last rotation is at least this long ago.
+    pub min_interval: Option<std::time::Duration>,
+    /// No rotation extends the session past this long after its login, and
+    /// a session older than this does not rotate.
+    pub max_lifetime: std::time::Duration,
+    /// How long the retired token keeps working (told to stream consumers).
+    pub grace: std::time::Duration,
+    /// The session's user: rotation needs them enabled, and reads their
+    /// current name and roles.
+    pub user_id: UserId,
+}
+
+/// What a refresh's write found.
+#[allow(clippy::large_enum_variant, reason = "made once per refresh, moved once")]
+pub enum RotationResult {
+    Rotated {
+        session: Session,
+        user: UserRecord,
+        revocation: Revocation,
+    },
+    /// Nothing matched the guarded update, and nothing was written: the
+    /// caller reads the session to tell why.
+    NotApplied,
+    /// The user is disabled (or gone): nothing was written.
+    UserDisabled,
+}
+
+/// What a successful login writes besides its session, in the same transaction.
+pub struct LoginWrites<'a> {
+    pub audit: &'a AuditRecord,
+    /// The device and network to remember for the user.
+    pub device_id: Option<&'a str>,
+    pub network: Option<&'a str>,
+    /// The throttle attempts the password check took, given back.
+    pub give_back: &'a [ThrottleTake],
+    /// The counter of sessions opened from the client's address.
+    pub sessions_from: Option<&'a ThrottleTake>,
+}
+
+/// What a login's write noticed, for anomaly detection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoginNotices {
+    /// A device, or network, new to a user who had logged in before.
+    pub new_device: bool,
+    pub new_network: bool,
+    /// More sessions from the client's address than SECURITY_SESSIONS_PER_IP allows.
+    pub many_sessions_from_ip: bool,
 }
 
 /// Sessions revoked by a write and the revocations written to the outbox with them.
@@ -63,20 +121,90 @@ pub enum PasswordChange {
 }
 
 impl Repository {
-    /// Opens a session for its user only if, when the write commits, the
-    /// user is still enabled and still has `verified_hash`, the password hash
-    /// that Login checked the password against. `false`, with nothing
-    /// written, when the user was disabled or the password changed since.
+    /// Inserts many sessions at once, a chunk per statement and per
+    /// transaction (for imports and benchmark seeding).
+    pub async fn insert_sessions(&self, sessions: &[Session]) -> Result<(), RepositoryError> {
+        // 18 columns: well under SQLite's limit of bound parameters per statement.
+        const ROWS_PER_STATEMENT: usize = 1000;
+        const ROWS_PER_TRANSACTION: usize = 50_000;
+        for batch in sessions.chunks(ROWS_PER_TRANSACTION) {
+            let transaction = self.begin_write().await?;
+            for chunk in batch.chunks(ROWS_PER_STATEMENT) {
+                sessions::Entity::insert_many(chunk.iter().map(session_to_model))
+                    .exec_without_returning(&*transaction)
+                    .await?;
+            }
+            transaction.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Opens a login's session and writes what goes with it (its audit
+    /// record, the user's known clients, the throttle's give-back), all in
+    /// one transaction, and only if, when it commits, the user is still
+    /// enabled and still has `verified_hash`, the password hash that Login
+    /// checked the password against. `None`, with nothing written, when the
+    /// user was disabled or the password changed since.
     ///
-    /// One statement, `INSERT INTO sessions … SELECT … FROM users WHERE id = ?
-    /// AND NOT disabled AND password_hash = ?`, so there is no window between
-    /// the check and the write. On PostgreSQL the user row is read `FOR
-    /// SHARE`: a disable or password change that has written but not yet
-    /// committed makes this wait, then re-check the row as committed; one
-    /// that comes after waits for this commit, and its revocation then sees
-    /// the new session. SQLite has one writer at a time, so the statement
-    /// sees the committed state.
-    pub async fn open_session(&self, session: &Session, verified_hash: &SecretString) -> Result<bool, RepositoryError> {
+    /// The session is inserted by one statement, `INSERT INTO sessions …
+    /// SELECT … FROM users WHERE id = ? AND NOT disabled AND password_hash =
+    /// ?`, so there is no window between the check and the write. On
+    /// PostgreSQL the user row is read `FOR SHARE`: a disable or password
+    /// change that has written but not yet committed makes this wait, then
+    /// re-check the row as committed; one that comes after waits for this
+    /// commit, and its revocation then sees the new session. SQLite has one
+    /// writer at a time, so the statement sees the committed state.
+    pub async fn open_session(
+        &self,
+        session: &Session,
+        verified_hash: &SecretString,
+        writes: LoginWrites<'_>,
+    ) -> Result<Option<LoginNotices>, RepositoryError> {
+        let now = session.created_at;
+        let insert = self.insert_session_if_user_as_checked(session, verified_hash)?;
+        let transaction = self.begin_write().await?;
+        if transaction.execute(&insert).await?.rows_affected() != 1 {
+            // Dropping the transaction rolls it back; nothing was written.
+            return Ok(None);
+        }
+        let mut audit = writes.audit.clone();
+        audit.session_id = Some(session.id);
+        audit.user_id = Some(session.user_id);
+        append_audit(&*transaction, std::slice::from_ref(&audit)).await?;
+        let mut notices = LoginNotices::default();
+        let mut inserted = 0;
+        if let Some(device_id) = writes.device_id
+            && throttle::remember_client(&*transaction, session.user_id, DEVICE, device_id, now).await?
+        {
+            notices.new_device = true;
+            inserted += 1;
+        }
+        if let Some(network) = writes.network
+            && throttle::remember_client(&*transaction, session.user_id, NETWORK, network, now).await?
+        {
+            notices.new_network = true;
+            inserted += 1;
+        }
+        // New only to a user who had logged in from somewhere before.
+        if inserted > 0 && throttle::count_known_clients(&*transaction, session.user_id).await? <= inserted {
+            notices.new_device = false;
+            notices.new_network = false;
+        }
+        throttle::give_back(&*transaction, writes.give_back).await?;
+        if let Some(take) = writes.sessions_from {
+            notices.many_sessions_from_ip = throttle::count_session_from(&*transaction, take, now).await?;
+        }
+        transaction.commit().await?;
+        Ok(Some(notices))
+    }
+
+    /// The statement that inserts `session` only while its user is enabled
+    /// and has `verified_hash` (see [`Repository::open_session`]).
+    fn insert_session_if_user_as_checked(
+        &self,
+        session: &Session,
+        verified_hash: &SecretString,
+    ) -> Result<sea_orm::sea_query::InsertStatement, RepositoryError> {
         let model = session_to_model(session);
         let columns: Vec<sessions::Column> = sessions::Column::iter().collect();
         let mut user_still_as_checked = Query::select();
@@ -94,34 +222,12 @@ impl Repository {
         if self.backend == super::Backend::Postgres {
             user_still_as_checked.lock_shared();
         }
-        let insert = Query::insert()
+        Ok(Query::insert()
             .into_table(sessions::Entity)
             .columns(columns)
             .select_from(user_still_as_checked)
             .map_err(|error| RepositoryError::Database(sea_orm::DbErr::Custom(format!("the session insert: {error}"))))?
-            .to_owned();
-        let transaction = self.begin_write().await?;
-        let inserted = transaction.execute(&insert).await?.rows_affected();
-        transaction.commit().await?;
-        Ok(inserted == 1)
-    }
-
-    /// Inserts many sessions at once, a chunk per statement and per
-    /// transaction (for imports and benchmark seeding).
-    pub async fn insert_sessions(&self, sessions: &[Session]) -> Result<(), RepositoryError> {
-        // 15 columns: well under SQLite's limit of bound parameters per statement.
-        const ROWS_PER_STATEMENT: usize = 1000;
-        const ROWS_PER_TRANSACTION: usize = 50_000;
-        for batch in sessions.chunks(ROWS_PER_TRANSACTION) {
-            let transaction = self.begin_write().await?;
-            for chunk in batch.chunks(ROWS_PER_STATEMENT) {
-                sessions::Entity::insert_many(chunk.iter().map(session_to_model))
-                    .exec_without_returning(&*transaction)
-                    .await?;
-            }
-            transaction.commit().await?;
-        }
-        Ok(())
+            .to_owned())
     }
 
     pub async fn find_session(&self, id: SessionId) -> Result<Option<Session>, RepositoryError> {
@@ -146,30 +252,80 @@ impl Repository {
             .collect()
     }
 
+    /// Up to `limit` sessions, in id order after `after`, whose tokens have
+    /// not all expired at `now` and that a stream consumer must know of:
+    /// revoked ones, and ones rotated at least once. A page of the
+    /// per-session snapshot.
+    pub async fn sessions_to_snapshot(
+        &self,
+        after: Option<SessionId>,
+        now: Timestamp,
+        limit: u64,
+    ) -> Result<Vec<Session>, RepositoryError> {
+        let mut condition = Condition::all().add(sessions::Column::ExpiresAt.gt(now.as_millis())).add(
+            Condition::any()
+                .add(sessions::Column::RevokedAt.is_not_null())
+                .add(sessions::Column::PreviousTokenId.is_not_null()),
+        );
+        if let Some(after) = after {
+            condition = condition.add(sessions::Column::Id.gt(after.as_uuid()));
+        }
+        sessions::Entity::find()
+            .filter(condition)
+            .order_by_asc(sessions::Column::Id)
+            .limit(limit)
+            .all(self.connection())
+            .await?
+            .into_iter()
+            .map(session_from_model)
+            .collect()
+    }
+
     /// How many sessions are live (not revoked, not expired) at `now`.
     pub async fn count_live_sessions(&self, now: Timestamp) -> Result<u64, RepositoryError> {
         Ok(sessions::Entity::find().filter(live(now)).count(self.connection()).await?)
     }
 
     /// Rotates a session's token if its current token is still the expected
-    /// one and it is not revoked; `None` (nothing written) otherwise.
-    pub async fn rotate_session(&self, rotation: &Rotation) -> Result<Option<(Session, Revocation)>, RepositoryError> {
+    /// one, it is not revoked and every condition of `rotation` holds, and
+    /// its user is enabled; writes `audit` with it. Reads the user in the
+    /// same transaction, so that the new token carries their current name
+    /// and roles.
+    pub async fn rotate_session(
+        &self,
+        rotation: &Rotation,
+        audit: &AuditRecord,
+    ) -> Result<RotationResult, RepositoryError> {
         let transaction = self.begin_write().await?;
-        let Some(session) = rotate(&*transaction, rotation).await? else {
-            return Ok(None);
+        let user = match users::Entity::find_by_id(rotation.user_id.as_uuid()).one(&*transaction).await? {
+            Some(user) if !user.disabled => user_from_model(user)?,
+            _ => return Ok(RotationResult::UserDisabled),
         };
+        let Some(session) = rotate(&*transaction, rotation).await? else {
+            return Ok(RotationResult::NotApplied);
+        };
+        let mut audit = audit.clone();
+        audit.session_id = Some(session.id);
+        audit.user_id = Some(session.user_id);
+        append_audit(&*transaction, std::slice::from_ref(&audit)).await?;
         let revocation = rotated(&session, rotation);
         append_events(&*transaction, std::slice::from_ref(&revocation)).await?;
         transaction.commit().await?;
-        Ok(Some((session, revocation)))
+        Ok(RotationResult::Rotated {
+            session,
+            user,
+            revocation,
+        })
     }
 
     /// Revokes one session; `None` if it does not exist or was already revoked.
+    /// `audit` is written with the revocation (its user and session filled in).
     pub async fn revoke_session(
         &self,
         id: SessionId,
         reason: RevocationReason,
         now: Timestamp,
+        audit: &AuditRecord,
     ) -> Result<Option<(Session, Revocation)>, RepositoryError> {
         let transaction = self.begin_write().await?;
         let condition = Condition::all()
@@ -179,6 +335,10 @@ impl Repository {
         let Some(session) = revoked.pop() else {
             return Ok(None);
         };
+        let mut audit = audit.clone();
+        audit.session_id = Some(session.id);
+        audit.user_id = Some(session.user_id);
+        append_audit(&*transaction, std::slice::from_ref(&audit)).await?;
         let revocation = Revocation::of_session(&session, reason, now);
         append_events(&*transaction, std::slice::from_ref(&revocation)).await?;
         transaction.commit().await?;
@@ -186,15 +346,19 @@ impl Repository {
     }
 
     /// Revokes every live session of a user, except `keep`.
+    /// `audit` is written with the revocations, its detail the count.
     pub async fn revoke_user_sessions(
         &self,
         user_id: UserId,
         keep: Option<SessionId>,
         reason: RevocationReason,
         now: Timestamp,
+        audit: &AuditRecord,
     ) -> Result<RevokedSessions, RepositoryError> {
         let transaction = self.begin_write().await?;
         let revocations = revoke_user_sessions(&transaction, user_id, keep, reason, now).await?;
+        let audit = audit.clone().detail(format!("revoked {}", revocations.sessions.len()));
+        append_audit(&*transaction, std::slice::from_ref(&audit)).await?;
         transaction.commit().await?;
         Ok(revocations)
     }
@@ -229,6 +393,7 @@ impl Repository {
         expected_hash: &SecretString,
         new_hash: String,
         caller: &Rotation,
+        audit: &AuditRecord,
     ) -> Result<PasswordChange, RepositoryError> {
         let transaction = self.begin_write().await?;
         let updated = users::Entity::update_many()
@@ -253,6 +418,8 @@ impl Repository {
             .map(|session| Revocation::of_session(session, RevocationReason::PasswordChanged, caller.now))
             .collect();
         revocations.push(rotated(&session, caller));
+        let audit = audit.clone().detail(format!("revoked {}", revoked.len()));
+        append_audit(&*transaction, std::slice::from_ref(&audit)).await?;
         append_events(&*transaction, &revocations).await?;
         transaction.commit().await?;
         Ok(PasswordChange::Done {
@@ -286,7 +453,13 @@ pub(super) async fn revoke_user_sessions(
 
 /// The caller's token retired by `rotation`.
 fn rotated(session: &Session, rotation: &Rotation) -> Revocation {
-    Revocation::of_token(session, rotation.expected_token, rotation.retired_token_expires_at, rotation.now)
+    Revocation::of_token(
+        session,
+        rotation.expected_token,
+        rotation.retired_token_expires_at,
+        rotation.now,
+        rotation.retired_at.plus(rotation.grace),
+    )
 }
 
 /// Not revoked, and the current token not expired.
@@ -301,7 +474,7 @@ fn live_sessions_of(user_id: UserId, now: Timestamp) -> Condition {
 }
 
 /// Marks the matching unrevoked sessions revoked and returns them as they are now.
-async fn revoke_where(
+pub(super) async fn revoke_where(
     connection: &impl ConnectionTrait,
     condition: Condition,
     reason: RevocationReason,
@@ -320,8 +493,19 @@ async fn revoke_where(
 }
 
 /// The conditional update at the heart of rotation: it only matches while the
-/// expected token is current, so of two racing rotations one wins.
+/// expected token is current (so of two racing rotations one wins), the
+/// session is within its maximum lifetime, not rotated too recently, and
+/// bound to a matching client. A refresh never extends the session past
+/// `created_at + max_lifetime`.
 async fn rotate(connection: &impl ConnectionTrait, rotation: &Rotation) -> Result<Option<Session>, RepositoryError> {
+    let max_lifetime = i64::try_from(rotation.max_lifetime.as_millis()).unwrap_or(i64::MAX);
+    let cap = Expr::col(sessions::Column::CreatedAt).add(max_lifetime);
+    let capped = |expires_at: Timestamp| -> Expr {
+        CaseStatement::new()
+            .case(cap.clone().lt(expires_at.as_millis()), cap.clone())
+            .finally(expires_at.as_millis())
+            .into()
+    };
     let mut update = sessions::Entity::update_many()
         .col_expr(sessions::Column::CurrentTokenId, rotation.new_token.as_uuid().into())
         .col_expr(sessions::Column::PreviousTokenId, Some(rotation.expected_token.as_uuid()).into())
@@ -330,25 +514,60 @@ async fn rotate(connection: &impl ConnectionTrait, rotation: &Rotation) -> Resul
         .col_expr(
             sessions::Column::ExpiresAt,
             CaseStatement::new()
-                .case(Expr::col(sessions::Column::RememberMe).eq(true), rotation.remember_me_expires_at.as_millis())
-                .finally(rotation.expires_at.as_millis())
+                .case(Expr::col(sessions::Column::RememberMe).eq(true), capped(rotation.remember_me_expires_at))
+                .finally(capped(rotation.expires_at))
                 .into(),
         )
-        .col_expr(sessions::Column::Version, Expr::col(sessions::Column::Version).add(1));
+        .col_expr(sessions::Column::Version, Expr::col(sessions::Column::Version).add(1))
+        .col_expr(sessions::Column::Generation, Expr::col(sessions::Column::Generation).add(1));
     if let Some(client) = &rotation.client {
         let (ip_address, user_agent, device_id) = client_to_stored(client);
+        let binding = rotation.client_binding.clone().unwrap_or_default();
         update = update
             .col_expr(sessions::Column::IpAddress, ip_address.into())
             .col_expr(sessions::Column::UserAgent, user_agent.into())
-            .col_expr(sessions::Column::DeviceId, device_id.into());
+            .col_expr(sessions::Column::DeviceId, device_id.into())
+            .col_expr(sessions::Column::IpNetwork, binding.network.into())
+            .col_expr(sessions::Column::UserAgentFamily, binding.user_agent_family.into());
     }
-    let mut rotated = update
-        .filter(sessions::Column::Id.eq(rotation.session_id.as_uuid()))
-        .filter(sessions::Column::CurrentTokenId.eq(rotation.expected_token.as_uuid()))
-        .filter(sessions::Column::RevokedAt.is_null())
-        .exec_with_returning(connection)
-        .await?;
+    let mut condition = Condition::all()
+        .add(sessions::Column::Id.eq(rotation.session_id.as_uuid()))
+        .add(sessions::Column::CurrentTokenId.eq(rotation.expected_token.as_uuid()))
+        .add(sessions::Column::RevokedAt.is_null())
+        .add(sessions::Column::CreatedAt.gt(rotation.retired_at.as_millis().saturating_sub(max_lifetime)));
+    if let Some(interval) = rotation.min_interval {
+        let latest_allowed = rotation.retired_at.minus(interval).as_millis();
+        condition = condition.add(
+            Condition::any()
+                .add(sessions::Column::PreviousTokenRetiredAt.is_null())
+                .add(sessions::Column::PreviousTokenRetiredAt.lte(latest_allowed)),
+        );
+    }
+    if let Some(attributes) = rotation.require_binding {
+        let presented = rotation.client_binding.clone().unwrap_or_default();
+        condition = condition.add(binding_holds(attributes, &presented));
+    }
+    let mut rotated = update.filter(condition).exec_with_returning(connection).await?;
     rotated.pop().map(session_from_model).transpose()
+}
+
+/// Each bound attribute either unset on the session or equal to the
+/// presented one (a presented client lacking it does not match).
+fn binding_holds(attributes: BoundAttributes, presented: &ClientBinding) -> Condition {
+    [
+        (attributes.device_id, sessions::Column::DeviceId, &presented.device_id),
+        (attributes.ip_prefix, sessions::Column::IpNetwork, &presented.network),
+        (attributes.user_agent_family, sessions::Column::UserAgentFamily, &presented.user_agent_family),
+    ]
+    .into_iter()
+    .filter(|(bound, _, _)| *bound)
+    .fold(Condition::all(), |condition, (_, column, value)| {
+        let holds = Condition::any().add(column.is_null());
+        condition.add(match value {
+            Some(value) => holds.add(column.eq(value.as_str())),
+            None => holds,
+        })
+    })
 }
 
 fn client_to_stored(client: &ClientContext) -> (Option<String>, Option<String>, Option<String>) {
@@ -373,6 +592,9 @@ fn session_to_model(session: &Session) -> sessions::ActiveModel {
         revoked_at: Set(session.revoked_at.map(Timestamp::as_millis)),
         revoke_reason: Set(session.revoke_reason.map(|reason| reason.as_str().to_owned())),
         version: Set(session.version),
+        generation: Set(i64::try_from(session.generation).unwrap_or(i64::MAX)),
+        ip_network: Set(session.ip_network.clone()),
+        user_agent_family: Set(session.user_agent_family.clone()),
     }
 }
 
@@ -408,5 +630,8 @@ pub(super) fn session_from_model(model: sessions::Model) -> Result<Session, Repo
         revoked_at: model.revoked_at.map(Timestamp::from_millis),
         revoke_reason,
         version: model.version,
+        generation: u64::try_from(model.generation).map_err(|_| corrupt("generation"))?,
+        ip_network: model.ip_network,
+        user_agent_family: model.user_agent_family,
     })
 }

@@ -3,8 +3,8 @@
 use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, SqlErr};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{Repository, RepositoryError, RevokedSessions, entities::users, sessions};
-use crate::domain::{RevocationReason, Roles, Timestamp, UserId, Username};
+use super::{Repository, RepositoryError, RevokedSessions, audit::append_audit, entities::users, sessions};
+use crate::domain::{RevocationReason, Roles, Timestamp, UserId, Username, audit::AuditRecord};
 
 /// A user as stored.
 pub struct UserRecord {
@@ -42,8 +42,10 @@ impl Repository {
             .transpose()
     }
 
-    /// Inserts a user; `Ok(false)` when the username (in any case) is taken.
-    pub async fn create_user(&self, user: NewUser) -> Result<bool, RepositoryError> {
+    /// Inserts a user, with `audit`; `Ok(false)` when the username (in any
+    /// case) is taken.
+    pub async fn create_user(&self, user: NewUser, audit: &AuditRecord) -> Result<bool, RepositoryError> {
+        let audit = audit.clone().user(user.id);
         let model = users::ActiveModel {
             id: Set(user.id.as_uuid()),
             username: Set(user.username.as_str().to_owned()),
@@ -57,6 +59,7 @@ impl Repository {
         let transaction = self.begin_write().await?;
         match users::Entity::insert(model).exec_without_returning(&*transaction).await {
             Ok(_) => {
+                append_audit(&*transaction, std::slice::from_ref(&audit)).await?;
                 transaction.commit().await?;
                 Ok(true)
             }
@@ -86,11 +89,13 @@ impl Repository {
 
     /// Disables or enables a user; disabling revokes all the user's live
     /// sessions in the same transaction. `None` when there is no such user.
+    /// `audit` is written with the change, its detail the count of revoked sessions.
     pub async fn set_user_disabled(
         &self,
         id: UserId,
         disabled: bool,
         now: Timestamp,
+        audit: &AuditRecord,
     ) -> Result<Option<RevokedSessions>, RepositoryError> {
         let transaction = self.begin_write().await?;
         let updated = users::Entity::update_many()
@@ -106,8 +111,33 @@ impl Repository {
         } else {
             RevokedSessions::default()
         };
+        let audit = audit.clone().user(id).detail(format!("revoked {}", revocations.sessions.len()));
+        append_audit(&*transaction, std::slice::from_ref(&audit)).await?;
         transaction.commit().await?;
         Ok(Some(revocations))
+    }
+
+    /// Replaces a user's roles, with `audit`; `false` when there is no such
+    /// user. The user's next refresh carries them.
+    pub async fn set_user_roles(
+        &self,
+        id: UserId,
+        roles: &Roles,
+        audit: &AuditRecord,
+    ) -> Result<bool, RepositoryError> {
+        let transaction = self.begin_write().await?;
+        let updated = users::Entity::update_many()
+            .col_expr(users::Column::Roles, roles_to_stored(roles).into())
+            .filter(users::Column::Id.eq(id.as_uuid()))
+            .exec(&*transaction)
+            .await?;
+        if updated.rows_affected == 0 {
+            return Ok(false);
+        }
+        let audit = audit.clone().user(id).detail(roles.names().join(","));
+        append_audit(&*transaction, std::slice::from_ref(&audit)).await?;
+        transaction.commit().await?;
+        Ok(true)
     }
 }
 
@@ -115,7 +145,7 @@ pub(super) fn roles_to_stored(roles: &Roles) -> String {
     serde_json::to_string(&roles.names()).unwrap_or_else(|_| "[]".into())
 }
 
-fn user_from_model(model: users::Model) -> Result<UserRecord, RepositoryError> {
+pub(super) fn user_from_model(model: users::Model) -> Result<UserRecord, RepositoryError> {
     let names: Vec<String> = serde_json::from_str(&model.roles)
         .map_err(|_| RepositoryError::corrupt(format!("roles of user {}", model.id)))?;
     let roles =

@@ -87,6 +87,9 @@ pub struct FeedSettings {
     /// Events the broadcast holds for subscribers that have not read them
     /// yet; one further behind catches up from the database.
     pub buffer: NonZeroUsize,
+    /// JWT_ROTATION_GRACE: a per-session snapshot tells when each retired
+    /// token's grace period ends.
+    pub rotation_grace: Duration,
 }
 
 pub struct RevocationFeed {

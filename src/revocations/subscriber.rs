@@ -12,13 +12,19 @@ use tokio::{
 };
 
 use super::{FeedError, PAGE_SIZE, RevocationFeed};
-use crate::{domain::RevocationEvent, repository::CursorBounds};
+use crate::{
+    domain::{RevocationEvent, RevocationReason, Session, Successor},
+    repository::CursorBounds,
+};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct WatchRequest {
     /// Resume after this cursor; 0 starts from the oldest retained event.
     pub after_cursor: u64,
     pub include_snapshot: bool,
+    /// The snapshot as one entry per session (its current state) rather
+    /// than one per revocation event.
+    pub session_snapshot: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +57,7 @@ pub(super) enum Start {
     /// Send the snapshot as of this cursor, then continue after it.
     Snapshot {
         through: u64,
+        per_session: bool,
     },
     After(u64),
 }
@@ -58,7 +65,10 @@ pub(super) enum Start {
 impl Start {
     pub(super) fn choose(request: WatchRequest, bounds: CursorBounds) -> Result<Self, FeedError> {
         if request.include_snapshot {
-            return Ok(Self::Snapshot { through: bounds.latest });
+            return Ok(Self::Snapshot {
+                through: bounds.latest,
+                per_session: request.session_snapshot,
+            });
         }
         match request.after_cursor {
             cursor if cursor > bounds.latest => Err(FeedError::CursorAhead {
@@ -86,8 +96,12 @@ pub(super) async fn run(
 ) -> Result<(), FeedError> {
     let mut shutdown = feed.shutdown.subscribe();
     let mut last_sent = match start {
-        Start::Snapshot { through } => {
-            send_snapshot(feed, through, sender, &mut shutdown).await?;
+        Start::Snapshot { through, per_session } => {
+            if per_session {
+                send_session_snapshot(feed, through, sender, &mut shutdown).await?;
+            } else {
+                send_snapshot(feed, through, sender, &mut shutdown).await?;
+            }
             send(sender, &mut shutdown, FeedItem::SnapshotEnd { cursor: through }).await?;
             through
         }
@@ -164,6 +178,68 @@ async fn send_snapshot(
             return Ok(());
         }
     }
+}
+
+/// The current state of every session a consumer must know of (revoked, or
+/// rotated at least once) whose tokens have not all expired, one entry per
+/// session, a page at a time. Read after `through` was fixed, so it holds
+/// every change up to it (and perhaps a few after, which the live events
+/// that follow repeat: applying them again changes nothing).
+async fn send_session_snapshot(
+    feed: &RevocationFeed,
+    through: u64,
+    sender: &Sender,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), FeedError> {
+    let now = feed.clock.now();
+    let mut after = None;
+    loop {
+        let page = feed.repository.sessions_to_snapshot(after, now, PAGE_SIZE).await?;
+        let full = page.len() as u64 == PAGE_SIZE;
+        for session in page {
+            after = Some(session.id);
+            if let Some(event) = session_entry(&session, through, feed.settings.rotation_grace) {
+                send(sender, shutdown, FeedItem::Revoked(event)).await?;
+            }
+        }
+        if !full {
+            return Ok(());
+        }
+    }
+}
+
+/// A session's state as one snapshot entry: revoked, or rotated (with what
+/// is current and the last retired token).
+fn session_entry(session: &Session, cursor: u64, grace: std::time::Duration) -> Option<RevocationEvent> {
+    if let Some(revoked_at) = session.revoked_at {
+        return Some(RevocationEvent {
+            cursor,
+            session_id: session.id,
+            user_id: session.user_id,
+            token_id: None,
+            reason: session.revoke_reason.unwrap_or(RevocationReason::Admin),
+            revoked_at,
+            expires_at: session.expires_at,
+            session_expires_at: Some(session.expires_at),
+            successor: None,
+        });
+    }
+    let previous = session.previous_token?;
+    Some(RevocationEvent {
+        cursor,
+        session_id: session.id,
+        user_id: session.user_id,
+        token_id: Some(previous.id),
+        reason: RevocationReason::Rotated,
+        revoked_at: previous.retired_at,
+        expires_at: session.expires_at,
+        session_expires_at: Some(session.expires_at),
+        successor: Some(Successor {
+            token_id: session.current_token_id,
+            generation: session.generation,
+            grace_ends_at: previous.retired_at.plus(grace),
+        }),
+    })
 }
 
 /// Waits for room in the client's buffer, but gives up on shutdown, so that

@@ -30,6 +30,7 @@ async fn every_token_authority_call_needs_a_service_credential() {
         anonymous
             .verify(proto::VerifyRequest {
                 access_token: token.clone(),
+                client: None,
             })
             .await
             .map(drop),
@@ -71,6 +72,7 @@ async fn every_token_authority_call_needs_a_service_credential() {
             .watch_revocations(proto::WatchRevocationsRequest {
                 after_cursor: 0,
                 include_snapshot: false,
+                session_snapshot: false,
             })
             .await
             .map(drop),

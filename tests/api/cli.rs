@@ -212,6 +212,13 @@ async fn a_bad_setting_stops_the_start_and_names_the_setting() {
         ("REQUEST_TIMEOUT", "0s", "REQUEST_TIMEOUT"),
         ("MAX_CONCURRENT_CALLS", "0", "MAX_CONCURRENT_CALLS"),
         ("JWT_SECRET_FILE", "/nonexistent/secret", "JWT_SECRET_FILE"),
+        ("SESSION_BINDING", "sometimes", "SESSION_BINDING"),
+        ("SESSION_BINDING_ATTRIBUTES", "shoe_size", "SESSION_BINDING_ATTRIBUTES"),
+        ("LOGIN_ATTEMPTS_PER_USER", "5", "LOGIN_ATTEMPTS_PER_USER"),
+        ("LOGIN_THROTTLE_WINDOW", "0s", "LOGIN_THROTTLE_WINDOW"),
+        ("SECURITY_REVOKE_ON", "everything", "SECURITY_REVOKE_ON"),
+        ("SESSION_MAX_LIFETIME", "1d", "SESSION_MAX_LIFETIME"),
+        ("AUDIT_RETENTION", "0s", "AUDIT_RETENTION"),
     ];
     for (variable, value, named) in cases {
         let output = command(&workspace)
@@ -299,7 +306,7 @@ async fn cleanup_runs_once_and_reports_what_it_removed() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert_eq!(
         String::from_utf8_lossy(&output.stdout).trim(),
-        "deleted 0 expired sessions and 0 old revocation events"
+        "deleted 0 expired sessions, 0 old revocation events, 0 old audit records, 0 idle throttle counters and 0 stale known clients"
     );
 }
 
@@ -355,6 +362,7 @@ async fn without_a_service_credential_the_server_refuses_to_start() {
     let verified = anonymous
         .verify(proto::VerifyRequest {
             access_token: "not.a.token".into(),
+            client: None,
         })
         .await;
     assert!(verified.is_ok(), "the opt-out lets calls through: {verified:?}");
@@ -451,6 +459,7 @@ async fn wrong_keys_are_counted_and_logged_at_a_bounded_rate_by_fingerprint() {
         let request = crate::helpers::with_key(
             proto::VerifyRequest {
                 access_token: "x".into(),
+                client: None,
             },
             wrong,
         );

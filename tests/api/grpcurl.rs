@@ -42,7 +42,7 @@ async fn grpcurl_lists_and_describes_every_service() {
 async fn grpcurl_decodes_the_retry_info_of_a_throttled_login() {
     let Some(grpcurl) = tools::find("grpcurl") else { return };
     let mut app = TestConfig::default()
-        .configure(|config| config.login_attempts_per_minute = NonZeroU32::new(1))
+        .configure(|config| config.security.throttle.per_user = NonZeroU32::new(1))
         .spawn()
         .await;
     app.create_user("alice", PASSWORD, &[]).await;

@@ -7,7 +7,7 @@ use token_authority::{
     authority::{Pause, Pauses},
     clock::ManualClock,
     config::{ApiKey, Config},
-    domain::password_hash::Argon2Settings,
+    domain::{password_hash::Argon2Settings, throttle::ThrottlePolicy},
     proto::{
         self, token_authority_admin_client::TokenAuthorityAdminClient, token_authority_client::TokenAuthorityClient,
     },
@@ -95,8 +95,13 @@ impl Default for TestConfig {
             parallelism: 1,
         };
         config.password_hashing.threads = NonZeroUsize::new(2).expect("not zero");
-        // Tests log the same user in many times; the throttle has its own test.
-        config.login_attempts_per_minute = None;
+        // Tests log the same user in many times and refresh in quick
+        // succession; the throttle and the refresh limit have their own tests.
+        config.security.throttle = ThrottlePolicy {
+            window: config.security.throttle.window,
+            ..ThrottlePolicy::OFF
+        };
+        config.security.refresh_min_interval = None;
         Self {
             config,
             clock: ManualClock::starting_now(),
@@ -132,6 +137,11 @@ impl TestConfig {
     /// The rotation grace period, in whole seconds.
     pub fn rotation_grace(self, seconds: u64) -> Self {
         self.configure(|config| config.tokens.lifetimes.rotation_grace = Duration::from_secs(seconds))
+    }
+
+    /// Changes the security policy (binding, limits, throttle, actions).
+    pub fn security(self, change: impl FnOnce(&mut token_authority::authority::SecurityPolicy)) -> Self {
+        self.configure(|config| change(&mut config.security))
     }
 
     /// A server on the same database and clock as `app` (which may be stopped).
@@ -306,6 +316,7 @@ impl TestApp {
         self.client
             .verify(proto::VerifyRequest {
                 access_token: token.into(),
+                client: None,
             })
             .await
             .expect("Verify answers")
@@ -352,6 +363,7 @@ impl TestApp {
             proto::WatchRevocationsRequest {
                 after_cursor,
                 include_snapshot,
+                session_snapshot: false,
             },
             SERVICE_KEY,
         );
@@ -421,6 +433,133 @@ pub async fn login_on(mut client: Client, username: &str) -> Result<proto::Login
         ..Default::default()
     };
     client.login(request).await.map(tonic::Response::into_inner)
+}
+
+/// A client context as a backend would pass it.
+pub fn client(ip: &str, user_agent: &str, device_id: &str) -> proto::ClientContext {
+    proto::ClientContext {
+        ip_address: ip.into(),
+        user_agent: user_agent.into(),
+        device_id: device_id.into(),
+    }
+}
+
+pub const FIREFOX: &str = "Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0";
+pub const CHROME_ANDROID: &str = "Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 Chrome/126.0 Mobile Safari/537.36";
+
+impl TestApp {
+    /// A login of `username` (standard password) from `client`.
+    pub async fn login_from(
+        &mut self,
+        username: &str,
+        password: &str,
+        client: proto::ClientContext,
+    ) -> Result<proto::LoginResponse, Status> {
+        self.login_with(proto::LoginRequest {
+            username: username.into(),
+            password: password.into(),
+            remember_me: false,
+            client: Some(client),
+        })
+        .await
+    }
+
+    pub async fn refresh_from(
+        &mut self,
+        token: &str,
+        client: proto::ClientContext,
+    ) -> Result<proto::RefreshResponse, Status> {
+        self.client
+            .refresh(proto::RefreshRequest {
+                access_token: token.into(),
+                client: Some(client),
+            })
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    pub async fn verify_from(&mut self, token: &str, client: proto::ClientContext) -> proto::VerifyResponse {
+        self.client
+            .verify(proto::VerifyRequest {
+                access_token: token.into(),
+                client: Some(client),
+            })
+            .await
+            .expect("Verify answers")
+            .into_inner()
+    }
+
+    /// Every audit record matching `filter`, newest first, page after page.
+    pub async fn audit(&mut self, filter: proto::ListAuditEventsRequest) -> Vec<proto::AuditEvent> {
+        let mut events = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let page = self
+                .admin
+                .list_audit_events(admin_request(proto::ListAuditEventsRequest {
+                    page_token: page_token.clone(),
+                    ..filter.clone()
+                }))
+                .await
+                .expect("the audit trail lists")
+                .into_inner();
+            events.extend(page.events);
+            if page.next_page_token.is_empty() {
+                return events;
+            }
+            page_token = page.next_page_token;
+        }
+    }
+
+    /// The audit records of the given kinds.
+    pub async fn audit_of(&mut self, kinds: &[proto::AuditKind]) -> Vec<proto::AuditEvent> {
+        self.audit(proto::ListAuditEventsRequest {
+            kinds: kinds.iter().map(|kind| *kind as i32).collect(),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Opens a security event stream with the admin key.
+    pub async fn watch_security(&mut self, after_cursor: u64) -> Streaming<proto::SecurityEvent> {
+        self.admin
+            .watch_security_events(admin_request(proto::WatchSecurityEventsRequest { after_cursor }))
+            .await
+            .expect("the security stream opens")
+            .into_inner()
+    }
+
+    /// Runs a statement on the app's database behind the API (to set up
+    /// states the API cannot reach, such as a race's outcome).
+    pub async fn execute_sql(&self, statement: &str) {
+        use sqlx::Connection;
+        let statement = sqlx::AssertSqlSafe(statement.to_owned());
+        if self.database_url.starts_with("sqlite:") {
+            let mut connection = sqlx::SqliteConnection::connect(&self.database_url).await.expect("the database opens");
+            sqlx::query(statement).execute(&mut connection).await.expect("the statement runs");
+        } else {
+            let mut connection = sqlx::PgConnection::connect(&self.database_url).await.expect("the database opens");
+            sqlx::query(statement).execute(&mut connection).await.expect("the statement runs");
+        }
+    }
+}
+
+/// The next `count` security events, failing the test if they do not come
+/// within a generous bound (a hang detector, not a timer).
+pub async fn next_security_events(
+    stream: &mut Streaming<proto::SecurityEvent>,
+    count: usize,
+) -> Vec<proto::SecurityEvent> {
+    let mut events = Vec::with_capacity(count);
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while events.len() < count {
+            let event = stream.message().await.expect("the stream stays healthy").expect("the stream stays open");
+            events.push(event);
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("only {} of {count} security events arrived", events.len()));
+    events
 }
 
 /// A Refresh on its own client, to race with others.

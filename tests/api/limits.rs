@@ -158,6 +158,7 @@ async fn a_message_within_the_limit_but_beyond_the_setting_is_refused_whole() {
     let mut app = TestConfig::default().configure(|config| config.limits.max_request_bytes = 12 * 1024).spawn().await;
     let request = proto::VerifyRequest {
         access_token: "a".repeat(13 * 1024),
+        client: None,
     };
 
     let refused = app.client.verify(request).await;
@@ -184,6 +185,7 @@ async fn beyond_the_concurrency_limit_calls_are_refused_at_once_not_queued() {
         .client
         .verify(proto::VerifyRequest {
             access_token: "x".into(),
+            client: None,
         })
         .await;
     let health = tonic_health::pb::health_client::HealthClient::new(app.channel.clone())
@@ -197,7 +199,8 @@ async fn beyond_the_concurrency_limit_calls_are_refused_at_once_not_queued() {
     assert!(
         app.client
             .verify(proto::VerifyRequest {
-                access_token: "x".into()
+                access_token: "x".into(),
+                client: None,
             })
             .await
             .is_ok()
@@ -221,6 +224,7 @@ async fn revocation_streams_are_capped_per_caller_and_do_not_hold_call_slots() {
         .client
         .verify(proto::VerifyRequest {
             access_token: "x".into(),
+            client: None,
         })
         .await;
 

@@ -5,9 +5,12 @@ use std::num::{NonZeroU32, NonZeroUsize};
 use token_authority::{
     authority::Pauses,
     clock::Clock,
-    domain::{ClientContext, Session, UserId, Username},
+    domain::{
+        ClientContext, Session, UserId, Username,
+        audit::{AuditKind, AuditQuery, AuditRecord},
+    },
     proto::{self, VerifyReason},
-    repository::{DatabaseConfig, Repository},
+    repository::{DatabaseConfig, LoginWrites, Repository},
 };
 
 use tonic::Code;
@@ -219,7 +222,7 @@ async fn sessions_and_tokens_survive_a_restart() {
 async fn password_guessing_is_throttled_per_username() {
     use tonic_types::StatusExt;
     let mut app = TestConfig::default()
-        .configure(|config| config.login_attempts_per_minute = NonZeroU32::new(3))
+        .configure(|config| config.security.throttle.per_user = NonZeroU32::new(3))
         .spawn()
         .await;
     app.create_user("alice", PASSWORD, &[]).await;
@@ -237,8 +240,9 @@ async fn password_guessing_is_throttled_per_username() {
 
 #[tokio::test]
 async fn the_throttle_also_counts_password_changes() {
+    // The login gives its attempt back (it succeeded); two wrong guesses remain.
     let mut app = TestConfig::default()
-        .configure(|config| config.login_attempts_per_minute = NonZeroU32::new(3))
+        .configure(|config| config.security.throttle.per_user = NonZeroU32::new(2))
         .spawn()
         .await;
     let login = app.user_with_session("alice").await;
@@ -318,6 +322,9 @@ async fn a_login_racing_a_disable_opens_no_session() {
         .await
         .unwrap();
     assert!(sessions.is_empty(), "the racing login left a session: {sessions:?}");
+    let logins = app.audit_of(&[proto::AuditKind::Login, proto::AuditKind::LoginFailed]).await;
+    let details: Vec<&str> = logins.iter().map(|event| event.detail.as_str()).collect();
+    assert_eq!(details, ["user_changed"], "the trail records the refused login, and no login");
 }
 
 /// A login with the old password, held after its check while the password
@@ -357,8 +364,9 @@ async fn a_login_racing_a_password_change_opens_no_session() {
     assert_eq!(reason(&app.verify(&changed.access_token).await), VerifyReason::Ok);
 }
 
-/// The repository's conditional write itself: a session opens only for an
-/// enabled user whose stored hash is the one that was verified.
+/// The repository's conditional write itself: a session opens, with the
+/// writes that go with it, only for an enabled user whose stored hash is the
+/// one that was verified; otherwise nothing at all is written.
 #[tokio::test]
 async fn a_session_opens_only_while_the_user_is_as_checked() {
     let mut app = spawn_app().await;
@@ -367,13 +375,41 @@ async fn a_session_opens_only_while_the_user_is_as_checked() {
     let username = Username::parse("username", "alice").unwrap();
     let user = repository.find_user_by_username(&username).await.unwrap().unwrap();
     let lifetimes = app.config().tokens.lifetimes;
-    let session = || Session::open(user.id, false, ClientContext::default(), &lifetimes, app.clock.now());
+    let client = ClientContext::parse("203.0.113.7", "", "phone-1").unwrap();
+    let session = || Session::open(user.id, false, client.clone(), &lifetimes, app.clock.now());
+    let audit = AuditRecord::new(AuditKind::Login, app.clock.now()).from_client(&client);
+    let writes = || LoginWrites {
+        audit: &audit,
+        device_id: Some("phone-1"),
+        network: Some("203.0.113.0/24"),
+        give_back: &[],
+        sessions_from: None,
+    };
+    let logins = || async {
+        let query = AuditQuery {
+            user_id: Some(user.id),
+            kinds: vec![AuditKind::Login],
+            limit: 100,
+            ..Default::default()
+        };
+        repository.list_audit(&query).await.unwrap().len()
+    };
 
     let stale = SecretString::from("$argon2id$v=19$m=64,t=1,p=1$c29tZXNhbHQ$stale");
-    assert!(!repository.open_session(&session(), &stale).await.unwrap(), "a changed password");
-    assert!(repository.open_session(&session(), &user.password_hash).await.unwrap(), "the user as checked");
-    repository.set_user_disabled(user.id, true, app.clock.now()).await.unwrap();
-    assert!(!repository.open_session(&session(), &user.password_hash).await.unwrap(), "a disabled user");
+    assert!(repository.open_session(&session(), &stale, writes()).await.unwrap().is_none(), "a changed password");
+    assert_eq!(logins().await, 0, "a refused open writes no audit record");
+    assert!(!repository.is_known_network(user.id, "203.0.113.0/24").await.unwrap(), "nor a known network");
+    let opened = repository.open_session(&session(), &user.password_hash, writes()).await.unwrap();
+    assert!(opened.is_some(), "the user as checked");
+    assert_eq!(logins().await, 1);
+    assert!(repository.is_known_network(user.id, "203.0.113.0/24").await.unwrap());
+    repository
+        .set_user_disabled(user.id, true, app.clock.now(), &AuditRecord::new(AuditKind::UserDisabled, app.clock.now()))
+        .await
+        .unwrap();
+    let refused = repository.open_session(&session(), &user.password_hash, writes()).await.unwrap();
+    assert!(refused.is_none(), "a disabled user");
+    assert_eq!(logins().await, 1, "a refused open writes no audit record");
 
     let live = repository
         .list_live_sessions(UserId::parse("user_id", &user_id).unwrap(), app.clock.now())

@@ -3,6 +3,8 @@
 //! with the generated client.
 
 mod admin;
+mod audit;
+mod binding;
 mod callers;
 mod cli;
 mod database_files;
@@ -16,8 +18,15 @@ mod metrics;
 mod passwords;
 mod postgres;
 mod refresh;
+mod refresh_limits;
 mod replicas;
+/// The reference consumer, held to the server's real stream by revocations.rs.
+#[allow(dead_code)]
+#[path = "../../examples/revocation_follower.rs"]
+mod revocation_follower;
 mod revocations;
+mod security_events;
+mod throttle;
 mod tls;
 mod tools;
 mod verify;

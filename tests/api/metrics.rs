@@ -74,6 +74,7 @@ async fn counters_gauges_and_latencies_are_scraped() {
         (r#"token_authority_refreshes_total{outcome="rotated"}"#, 1.0),
         (r#"token_authority_refreshes_total{outcome="reuse_detected"}"#, 1.0),
         ("token_authority_reuse_detections_total", 1.0),
+        (r#"token_authority_security_events_total{kind="reuse_detected"}"#, 1.0),
         (r#"token_authority_revocations_total{reason="rotated"}"#, 1.0),
         (r#"token_authority_revocations_total{reason="reuse_detected"}"#, 1.0),
         (r#"token_authority_revocations_total{reason="logout"}"#, 1.0),
@@ -154,6 +155,7 @@ async fn refused_callers_are_counted_by_reason() {
         let request = with_key(
             proto::VerifyRequest {
                 access_token: "x".into(),
+                client: None,
             },
             "a-wrong-key-0123456789",
         );
@@ -163,6 +165,7 @@ async fn refused_callers_are_counted_by_reason() {
         .unauthenticated_client()
         .verify(proto::VerifyRequest {
             access_token: "x".into(),
+            client: None,
         })
         .await;
     let after = scrape(&app).await;

@@ -263,6 +263,7 @@ async fn a_database_restart_mid_load_loses_no_session_and_no_event() {
                 proto::WatchRevocationsRequest {
                     after_cursor: cursor,
                     include_snapshot: false,
+                    session_snapshot: false,
                 },
                 SERVICE_KEY,
             );
@@ -305,6 +306,7 @@ async fn a_database_restart_mid_load_loses_no_session_and_no_event() {
                 .clone()
                 .verify(proto::VerifyRequest {
                     access_token: "x.y.z".into(),
+                    client: None,
                 })
                 .await;
             assert!(refused.is_ok(), "Verify of a malformed token needs no database");
@@ -313,6 +315,7 @@ async fn a_database_restart_mid_load_loses_no_session_and_no_event() {
                 .clone()
                 .verify(proto::VerifyRequest {
                     access_token: cached.access_token.clone(),
+                    client: None,
                 })
                 .await
                 .expect("Verify of a cached session needs no database")

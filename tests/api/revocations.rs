@@ -341,6 +341,8 @@ fn policy() -> token_authority::authority::CleanupPolicy {
     token_authority::authority::CleanupPolicy {
         session_grace: Duration::ZERO,
         event_retention: Duration::from_secs(1),
+        audit_retention: Duration::from_secs(90 * 86_400),
+        known_client_retention: Duration::from_secs(90 * 86_400),
     }
 }
 
@@ -460,4 +462,147 @@ async fn the_server_cleans_up_by_itself_every_cleanup_interval() {
         sleep(Duration::from_millis(100)).await;
     }
     assert!(repository.events_after(0, 10).await.unwrap().is_empty(), "the old event is gone");
+}
+
+/// A revocation stream with the per-session snapshot.
+async fn watch_sessions(app: &mut TestApp) -> tonic::Streaming<proto::RevocationEvent> {
+    let request = with_key(
+        proto::WatchRevocationsRequest {
+            after_cursor: 0,
+            include_snapshot: true,
+            session_snapshot: true,
+        },
+        crate::helpers::SERVICE_KEY,
+    );
+    app.client.watch_revocations(request).await.unwrap().into_inner()
+}
+
+/// The snapshot's entries, up to SNAPSHOT_END (returned too).
+async fn snapshot_of(
+    stream: &mut tonic::Streaming<proto::RevocationEvent>,
+) -> (Vec<proto::RevocationEvent>, proto::RevocationEvent) {
+    let mut entries = Vec::new();
+    loop {
+        let event = stream.message().await.unwrap().unwrap();
+        match event.kind() {
+            Kind::SnapshotEnd => return (entries, event),
+            Kind::Revoked => entries.push(event),
+            Kind::Heartbeat | Kind::Unspecified => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_rotation_tells_consumers_the_sessions_new_state() {
+    let mut app = spawn_app().await;
+    let login = app.user_with_session("alice").await;
+    let mut stream = app.watch(0, false).await.unwrap();
+    app.clock.advance(Duration::from_millis(1500));
+
+    let refreshed = app.refresh(&login.access_token).await.unwrap();
+
+    let event = next_revocations(&mut stream, 1).await.remove(0);
+    let (old, new) = (claims_of(&login.access_token), claims_of(&refreshed.access_token));
+    assert_eq!(event.reason(), Reason::Rotated);
+    assert_eq!(event.token_id, old["jti"].as_str().unwrap(), "the retired token, as before");
+    assert_eq!(event.expires_at.as_ref().unwrap().seconds, old["exp"].as_i64().unwrap());
+    assert_eq!(event.current_token_id, new["jti"].as_str().unwrap());
+    assert_eq!(old["gen"], 0);
+    assert_eq!(new["gen"], 1);
+    assert_eq!(event.current_generation, 1);
+    assert_eq!(event.session_expires_at.as_ref().unwrap().seconds, new["exp"].as_i64().unwrap());
+    let grace_end = event.grace_ends_at.as_ref().unwrap();
+    let grace_end_millis = grace_end.seconds * 1000 + i64::from(grace_end.nanos) / 1_000_000;
+    assert_eq!(grace_end_millis, app.clock.now().as_millis() + 10_000, "JWT_ROTATION_GRACE after the rotation");
+}
+
+#[tokio::test]
+async fn the_session_snapshot_has_one_entry_per_session_however_often_it_was_refreshed() {
+    let mut app = spawn_app().await;
+    let busy = app.user_with_session("alice").await;
+    let mut token = busy.access_token.clone();
+    for _ in 0..50 {
+        app.clock.advance(Duration::from_secs(1));
+        token = app.refresh(&token).await.unwrap().access_token;
+    }
+    let revoked = app.login("alice", PASSWORD).await.unwrap();
+    app.logout(&revoked.access_token).await.unwrap();
+    let untouched = app.login("alice", PASSWORD).await.unwrap();
+    // 50 rotations and a logout, numbered (on PostgreSQL, just after commit).
+    app.wait_for_cursor(51).await;
+
+    let (legacy, _) = snapshot_of(&mut app.watch(0, true).await.unwrap()).await;
+    let (entries, end) = snapshot_of(&mut watch_sessions(&mut app).await).await;
+
+    assert_eq!(legacy.len(), 51, "the legacy snapshot: one entry per retired token");
+    assert_eq!(entries.len(), 2, "one per session: {entries:?}");
+    let rotated = entries.iter().find(|entry| entry.session_id == session_id(&busy)).unwrap();
+    let current = claims_of(&token);
+    assert_eq!(rotated.reason(), Reason::Rotated);
+    assert_eq!(rotated.current_token_id, current["jti"].as_str().unwrap());
+    assert_eq!(rotated.current_generation, 50);
+    assert_eq!(rotated.cursor, end.cursor);
+    let logged_out = entries.iter().find(|entry| entry.session_id == session_id(&revoked)).unwrap();
+    assert_eq!(logged_out.reason(), Reason::Logout);
+    assert!(logged_out.token_id.is_empty());
+    assert!(entries.iter().all(|entry| entry.session_id != session_id(&untouched)));
+}
+
+#[tokio::test]
+async fn the_reference_consumer_holds_one_entry_per_session_on_a_real_stream() {
+    use crate::revocation_follower::{Follower, Refusal};
+    let mut app = TestConfig::default().rotation_grace(1).spawn().await;
+    let login = app.user_with_session("alice").await;
+    let mut tokens = vec![login.access_token.clone()];
+    for _ in 0..20 {
+        app.clock.advance(Duration::from_secs(2));
+        let next = app.refresh(tokens.last().unwrap()).await.unwrap().access_token;
+        tokens.push(next);
+    }
+    app.wait_for_cursor(20).await;
+    let mut follower = Follower::new(String::new(), String::new());
+    let mut stream = watch_sessions(&mut app).await;
+    let (entries, end) = snapshot_of(&mut stream).await;
+    for entry in entries.iter().chain(std::iter::once(&end)) {
+        follower.handle(entry);
+    }
+    let check = |follower: &Follower, token: &str, now: i64| {
+        let claims = claims_of(token);
+        follower.states.check(
+            claims["sid"].as_str().unwrap(),
+            claims["jti"].as_str().unwrap(),
+            claims["gen"].as_u64().unwrap_or(0),
+            now,
+        )
+    };
+    let now = app.clock.now().as_millis();
+    assert_eq!(follower.states.len(), 1);
+    assert_eq!(check(&follower, tokens.last().unwrap(), now), Ok(()));
+    assert_eq!(check(&follower, &tokens[10], now), Err(Refusal::Rotated));
+
+    // Live: a newer token is accepted before its event arrives, then the old one stops.
+    let newest = app.refresh(tokens.last().unwrap()).await.unwrap().access_token;
+    assert_eq!(check(&follower, &newest, now), Ok(()), "newer than any event seen");
+    // (On PostgreSQL, rotations numbered after the snapshot's cursor arrive
+    // live first: the rule ignores them, being older than the snapshot.)
+    let newest_jti = claims_of(&newest)["jti"].as_str().unwrap().to_owned();
+    loop {
+        let event = next_revocations(&mut stream, 1).await.remove(0);
+        follower.handle(&event);
+        if event.current_token_id == newest_jti {
+            break;
+        }
+        assert_eq!(follower.states.len(), 1);
+    }
+    assert_eq!(check(&follower, tokens.last().unwrap(), now + 1001), Err(Refusal::Rotated), "after the grace");
+    app.logout(&newest).await.unwrap();
+    loop {
+        let event = next_revocations(&mut stream, 1).await.remove(0);
+        follower.handle(&event);
+        if event.reason() == Reason::Logout {
+            break;
+        }
+    }
+    assert_eq!(check(&follower, &newest, now), Err(Refusal::Revoked));
+    assert_eq!(follower.states.len(), 1, "22 rotations and a logout: still one entry");
 }

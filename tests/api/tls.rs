@@ -232,6 +232,13 @@ async fn grpcurl_with_a_client_certificate_is_a_caller_and_without_one_is_turned
     let as_ops = create("ops-console.pem", "ops-console.key");
     let (created, answer, errors) = tools::run(&grpcurl, &as_ops.iter().map(String::as_str).collect::<Vec<_>>()).await;
     assert!(created && answer.contains("userId"), "TLS_ADMIN_CLIENTS may administer: {answer} {errors}");
+    let actors: Vec<String> =
+        app.audit_of(&[proto::AuditKind::UserCreated]).await.into_iter().map(|event| event.actor).collect();
+    assert_eq!(
+        actors,
+        ["admin:ops-console", "admin:test-admin"],
+        "newest first: the trail names the certificate that acted"
+    );
 }
 
 #[tokio::test]
@@ -248,6 +255,7 @@ async fn a_client_certificate_names_the_caller() {
     let watch = || proto::WatchRevocationsRequest {
         after_cursor: 0,
         include_snapshot: false,
+        session_snapshot: false,
     };
 
     let _open = by_certificate.watch_revocations(watch()).await.unwrap();

@@ -187,6 +187,7 @@ async fn verify_refuses_only_unusable_input() {
         .client
         .verify(proto::VerifyRequest {
             access_token: String::new(),
+            client: None,
         })
         .await;
     assert_status(empty, Code::InvalidArgument, "access_token");
@@ -194,6 +195,7 @@ async fn verify_refuses_only_unusable_input() {
         .client
         .verify(proto::VerifyRequest {
             access_token: "x".repeat(8 * 1024 + 1),
+            client: None,
         })
         .await;
     assert_status(huge, Code::InvalidArgument, "access_token");

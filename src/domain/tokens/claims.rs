@@ -18,6 +18,9 @@ pub struct TokenClaims {
     pub roles: Vec<String>,
     pub issued_at: Timestamp,
     pub expires_at: Timestamp,
+    /// The session's generation when this token was issued (`gen`): 0 at
+    /// login, one more per rotation. Tokens issued before it existed read 0.
+    pub generation: u64,
 }
 
 /// Who issues tokens and who they are for.
@@ -60,6 +63,9 @@ pub(super) struct WireClaims {
     pub(super) exp: i64,
     pub(super) name: String,
     pub(super) roles: Vec<String>,
+    /// Absent in tokens issued before generations existed.
+    #[serde(default, rename = "gen")]
+    pub(super) generation: u64,
 }
 
 impl WireClaims {
@@ -78,6 +84,7 @@ impl WireClaims {
             exp: claims.expires_at.as_unix_seconds(),
             name: claims.username.clone(),
             roles: claims.roles.clone(),
+            generation: claims.generation,
         }
     }
 }
@@ -95,6 +102,7 @@ impl TryFrom<WireClaims> for TokenClaims {
             roles: wire.roles,
             issued_at: Timestamp::from_unix_seconds(wire.iat),
             expires_at: Timestamp::from_unix_seconds(wire.exp),
+            generation: wire.generation,
         })
     }
 }
@@ -121,6 +129,7 @@ mod tests {
             roles: vec!["admin".into()],
             issued_at,
             expires_at: issued_at.plus(Duration::from_secs(60)),
+            generation: 3,
         }
     }
 

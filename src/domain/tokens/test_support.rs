@@ -39,6 +39,7 @@ pub(super) fn claims(issued_at: Timestamp, lifetime: Duration) -> TokenClaims {
         roles: vec!["admin".into()],
         issued_at: issued_at.truncated_to_seconds(),
         expires_at: issued_at.truncated_to_seconds().plus(lifetime),
+        generation: 0,
     }
 }
 

@@ -16,6 +16,13 @@ pub struct Model {
     pub reason: String,
     pub revoked_at: i64,
     pub expires_at: i64,
+    /// For a rotation: the token now current, its generation, and when the
+    /// retired token's grace period ends.
+    pub current_token_id: Option<Uuid>,
+    pub generation: Option<i64>,
+    pub grace_ends_at: Option<i64>,
+    /// When the session's last token expires.
+    pub session_expires_at: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -21,6 +21,12 @@ pub struct Model {
     pub revoked_at: Option<i64>,
     pub revoke_reason: Option<String>,
     pub version: i64,
+    /// The current token's `gen` claim; every rotation adds one.
+    pub generation: i64,
+    /// The client's network prefix ("203.0.113.0/24"), for the binding.
+    pub ip_network: Option<String>,
+    /// The client's coarse user-agent family ("Firefox on Linux"), for the binding.
+    pub user_agent_family: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
