@@ -8,7 +8,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use token_authority::clock::{Clock, SystemClock};
 use token_authority::domain::{
     SessionId, TokenId, UserId,
-    tokens::{Keyring, SigningKey, TokenClaims, TokenPolicy},
+    tokens::{Keyring, SigningAlgorithm, SigningKey, TokenClaims, TokenPolicy},
 };
 
 fn claims() -> TokenClaims {
@@ -25,22 +25,29 @@ fn claims() -> TokenClaims {
     }
 }
 
+/// A keyring per algorithm, each signing with a fresh key of it.
 fn keyrings() -> Vec<(&'static str, Keyring)> {
     let policy = TokenPolicy {
         issuer: "token-authority".into(),
         audience: "token-authority".into(),
         leeway: Duration::from_secs(5),
     };
-    vec![("HS256", Keyring::new(SigningKey::hs256(vec![7; 32]).expect("a 32-byte key"), vec![], policy))]
+    SigningAlgorithm::ALL
+        .into_iter()
+        .map(|algorithm| {
+            let key = SigningKey::generate(algorithm).expect("a key");
+            (algorithm.as_str(), Keyring::new(key, vec![], policy.clone()))
+        })
+        .collect()
 }
 
 fn tokens(criterion: &mut Criterion) {
     for (algorithm, keyring) in keyrings() {
         let claims = claims();
-        let token = keyring.sign(&claims).expect("signs");
         let now = claims.issued_at;
+        let token = keyring.sign(&claims, now).expect("signs");
         criterion.bench_function(&format!("{algorithm} sign"), |bench| {
-            bench.iter(|| keyring.sign(black_box(&claims)).expect("signs"))
+            bench.iter(|| keyring.sign(black_box(&claims), now).expect("signs"))
         });
         criterion.bench_function(&format!("{algorithm} verify"), |bench| {
             bench.iter(|| keyring.verify(black_box(&token), now).expect("verifies"))

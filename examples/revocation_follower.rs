@@ -230,6 +230,19 @@ impl Follower {
                 }
                 println!("session {} {:?}; {} entries", event.session_id, event.reason(), self.states.len());
             }
+            RevocationEventKind::KeySet => {
+                // The whole key set, to verify signatures with (replace,
+                // never merge). The first one of a stream only says where
+                // the stream starts, so it never moves a cursor backwards.
+                if let Some(cursor) = &mut self.cursor {
+                    *cursor = (*cursor).max(event.cursor);
+                }
+                let keys = serde_json::from_str::<serde_json::Value>(&event.jwks)
+                    .ok()
+                    .and_then(|jwks| jwks["keys"].as_array().map(Vec::len))
+                    .unwrap_or(0);
+                println!("key set: {keys} public keys");
+            }
             RevocationEventKind::SnapshotEnd => {
                 self.cursor = Some(event.cursor);
                 println!("snapshot complete at cursor {}; {} entries", event.cursor, self.states.len());

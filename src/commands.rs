@@ -1,5 +1,5 @@
 //! What each command of the binary does: `serve`, `migrate`, `cleanup`,
-//! `user create`.
+//! `user create`, `keys list|rotate|remove`.
 
 use std::{
     io::{BufRead, IsTerminal},
@@ -10,11 +10,11 @@ use anyhow::Context;
 use tracing::info;
 
 use crate::{
-    authority::{self, PasswordPool},
+    authority::{self, KeyStore, PasswordPool, RemovedKey, format_time},
     clock::{Clock, SystemClock},
     config::{
-        self, Command, Config, UserCommand,
-        args::{CleanupArgs, CreateUserArgs, DatabaseArgs},
+        self, Command, Config, KeyConfig, KeysCommand, TokenConfig, UserCommand,
+        args::{CleanupArgs, CreateUserArgs, DatabaseArgs, KeysArgs},
     },
     domain::{NewPassword, Roles, Username, audit::Actor, password_hash::Argon2Hasher},
     repository::Repository,
@@ -29,6 +29,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::User {
             command: UserCommand::Create(args),
         } => create_user(args).await,
+        Command::Keys { command } => keys(command).await,
     }
 }
 
@@ -81,6 +82,91 @@ async fn create_user(args: CreateUserArgs) -> anyhow::Result<()> {
             .await?;
     repository.close().await;
     println!("{user_id}");
+    Ok(())
+}
+
+async fn keys(command: KeysCommand) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::List(args) => {
+            let (store, repository) = key_store(args).await?;
+            print_keys(&store).await?;
+            repository.close().await;
+        }
+        KeysCommand::Rotate(args) => {
+            let (store, repository) = key_store(args).await?;
+            let key = store.rotate_now().await?;
+            tell_replicas(&repository).await?;
+            repository.close().await;
+            println!("published {} ({}); it signs from {} on", key.kid, key.algorithm, format_time(key.activates_at));
+        }
+        KeysCommand::Remove(remove) => {
+            let (store, repository) = key_store(remove.keys).await?;
+            let removed = store.remove(&remove.kid).await?;
+            tell_replicas(&repository).await?;
+            repository.close().await;
+            println!(
+                "removed {}: every token it signed stops verifying, and its sessions cannot be refreshed",
+                remove.kid
+            );
+            match removed {
+                RemovedKey::NothingElse => println!("signing goes on with the key that signed before"),
+                RemovedKey::NextActivated { kid } => println!("{kid}, published ahead, signs from now on"),
+                RemovedKey::NewKey { kid } => println!("a new key, {kid}, signs from now on"),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The key store of the database the command names, configured as the
+/// server is (JWT_SECRET, JWT_ALGORITHM, KEY_*).
+async fn key_store(args: KeysArgs) -> anyhow::Result<(KeyStore, Repository)> {
+    let tokens = TokenConfig::from_args(args.tokens)?;
+    let keys = KeyConfig::from_args(args.keys, &tokens)?;
+    let repository = connect(args.database).await?;
+    let store = KeyStore::new(repository.clone(), &keys, &tokens, SystemClock::shared());
+    Ok((store, repository))
+}
+
+async fn print_keys(store: &KeyStore) -> anyhow::Result<()> {
+    if !store.stores_keys()
+        && let Some(kid) = store.configured_kid()
+    {
+        println!("JWT_SECRET signs (HS256, kid {kid}); stored keys, if any, only verify.");
+    }
+    let keys = store.list().await?;
+    if keys.is_empty() {
+        println!("no stored keys");
+        return Ok(());
+    }
+    let time = |time: Option<crate::domain::Timestamp>| time.map_or_else(|| "-".to_owned(), format_time);
+    println!(
+        "{:<24} {:<6} {:<8} {:<21} {:<21} {:<21} {:<21} SEALED",
+        "KID", "ALG", "STATE", "PUBLISHED", "ACTIVATES", "RETIRES", "DELETED"
+    );
+    for key in keys {
+        let schedule = key.info.schedule;
+        println!(
+            "{:<24} {:<6} {:<8} {:<21} {:<21} {:<21} {:<21} {}",
+            key.info.kid,
+            key.info.algorithm.as_str(),
+            key.state.as_str(),
+            format_time(schedule.published_at),
+            format_time(schedule.activates_at),
+            time(schedule.retires_at),
+            time(key.deletes_at),
+            if key.sealed { "yes" } else { "no" }
+        );
+    }
+    Ok(())
+}
+
+/// Numbers the key event this process wrote and tells the running replicas
+/// (PostgreSQL; on SQLite they read the outbox within
+/// REVOCATION_POLL_INTERVAL).
+async fn tell_replicas(repository: &Repository) -> anyhow::Result<()> {
+    while repository.sequence_events(500).await? == 500 {}
+    repository.announce_revocations("token-authority keys").await?;
     Ok(())
 }
 

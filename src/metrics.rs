@@ -218,7 +218,7 @@ display_as_label!(LoginOutcome, RefreshOutcome, CallerRefusal, Shed);
 
 /// Every `reason` of `verifications_total`, in the order of
 /// [`verification_reason`].
-const VERIFICATION_REASONS: [&str; 11] = [
+const VERIFICATION_REASONS: [&str; 12] = [
     "ok",
     "malformed",
     "bad_signature",
@@ -230,6 +230,7 @@ const VERIFICATION_REASONS: [&str; 11] = [
     "rotated",
     "unknown_session",
     "binding_mismatch",
+    "wrong_type",
 ];
 
 /// The verdict's index in [`VERIFICATION_REASONS`].
@@ -243,6 +244,7 @@ fn verification_reason(verdict: &Verdict) -> usize {
             TokenRejection::NotYetValid => 4,
             TokenRejection::WrongIssuer => 5,
             TokenRejection::WrongAudience => 6,
+            TokenRejection::WrongType => 11,
         },
         Verdict::Invalid(InvalidReason::Revoked) => 7,
         Verdict::Invalid(InvalidReason::Rotated) => 8,
@@ -450,6 +452,7 @@ mod tests {
             (Rotated, "rotated"),
             (UnknownSession, "unknown_session"),
             (BindingMismatch, "binding_mismatch"),
+            (Token(WrongType), "wrong_type"),
         ];
         for (reason, label) in invalid {
             assert_eq!(VERIFICATION_REASONS[verification_reason(&Verdict::Invalid(reason))], label);

@@ -7,7 +7,6 @@
 use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 use tonic::{
     server::NamedService,
@@ -17,19 +16,19 @@ use tonic_health::{ServingStatus, server::HealthReporter};
 use tracing::{info, warn};
 
 use crate::{
-    authority::{Authority, AuthorityParts, PasswordPool, Pauses, SessionCache, VerifiedTokens, cleanup_periodically},
-    clock::SharedClock,
-    config::{CleanupConfig, Config, Limits, TokenConfig},
-    domain::{
-        password_hash::Argon2Hasher,
-        tokens::{Keyring, SigningKey},
+    authority::{
+        Authority, AuthorityParts, KeyStore, PasswordPool, Pauses, SessionCache, VerifiedTokens, cleanup_periodically,
     },
+    clock::SharedClock,
+    config::{CleanupConfig, Config, Limits},
+    domain::password_hash::Argon2Hasher,
     grpc::{
         AdminService, CallLimitLayer, CallerAuth, CallerAuthLayer, StreamQuota, TokenAuthorityService,
         proto::{
             token_authority_admin_server::TokenAuthorityAdminServer, token_authority_server::TokenAuthorityServer,
         },
     },
+    http::{self, Discovery, HttpState},
     metrics,
     repository::Repository,
     revocations::RevocationFeed,
@@ -47,6 +46,13 @@ const HEALTH_SERVICES: [&str; 3] = [
 
 /// How often the gauges that need a database count are refreshed.
 const GAUGE_INTERVAL: Duration = Duration::from_secs(15);
+
+/// The HTTP/1.1 listener, when HTTP_ADDR is set.
+struct HttpEndpoint {
+    listener: TcpListener,
+    address: SocketAddr,
+    router: axum::Router,
+}
 
 /// The Prometheus scrape endpoint, when METRICS_ADDR is set.
 struct MetricsEndpoint {
@@ -67,8 +73,10 @@ pub struct Application {
     listener: TcpListener,
     local_addr: SocketAddr,
     metrics: Option<MetricsEndpoint>,
+    http: Option<HttpEndpoint>,
     repository: Repository,
     authority: Arc<Authority>,
+    keys: Arc<KeyStore>,
     sessions: Arc<SessionCache>,
     revocations: Arc<RevocationFeed>,
     security_events: Arc<SecurityFeed>,
@@ -95,7 +103,12 @@ impl Application {
         let repository =
             Repository::connect(&config.database).await.context("DATABASE_URL: cannot open the database")?;
         repository.migrate().await.context("cannot apply the database migrations")?;
-        let keyring = load_keyring(&repository, &config.tokens, &clock).await?;
+        let verified_tokens = Arc::new(VerifiedTokens::new(config.verified_token_cache_capacity));
+        let keys =
+            KeyStore::open(repository.clone(), &config.keys, &config.tokens, clock.clone(), verified_tokens.clone())
+                .await
+                .context("cannot load the signing keys")?;
+        log_key_setup(&keys, &config, &clock);
         let passwords = PasswordPool::start(
             Argon2Hasher::new(config.argon2).context("ARGON2_MEMORY_KIB")?,
             config.password_hashing.threads,
@@ -104,16 +117,22 @@ impl Application {
         .context("cannot start the password hashing threads")?;
         let sessions = Arc::new(SessionCache::new(config.session_cache_capacity.get()));
         let latest_cursor = repository.cursor_bounds().await.context("cannot read the revocation outbox")?.latest;
-        let revocations =
-            RevocationFeed::new(repository.clone(), sessions.clone(), clock.clone(), config.revocations, latest_cursor);
+        let revocations = RevocationFeed::new(
+            repository.clone(),
+            sessions.clone(),
+            keys.clone(),
+            clock.clone(),
+            config.revocations,
+            latest_cursor,
+        );
         let security_events = SecurityFeed::new(repository.clone(), config.revocations.poll_interval);
         let authority = Authority::new(AuthorityParts {
             repository: repository.clone(),
-            keyring: Arc::new(keyring),
+            keys: keys.clone(),
             lifetimes: config.tokens.lifetimes,
             passwords,
             sessions: sessions.clone(),
-            verified_tokens: Arc::new(VerifiedTokens::new(config.verified_token_cache_capacity)),
+            verified_tokens,
             security: config.security,
             listener: revocations.clone(),
             security_listener: security_events.clone(),
@@ -157,6 +176,25 @@ impl Application {
             }
             None => None,
         };
+        let authority = Arc::new(authority);
+        let http = match config.http.address {
+            Some(address) => {
+                let listener = http::bind(address).await?;
+                let address = listener.local_addr()?;
+                let discovery = Discovery {
+                    issuer: config.tokens.policy.issuer.clone(),
+                    public_url: config.http.public_url.clone(),
+                    max_age: config.keys.jwks_max_age,
+                };
+                let router = http::router(HttpState::new(authority.clone(), discovery, address));
+                Some(HttpEndpoint {
+                    listener,
+                    address,
+                    router,
+                })
+            }
+            None => None,
+        };
         let listener = TcpListener::bind(config.listen_addr)
             .await
             .with_context(|| format!("LISTEN_ADDR: cannot listen on {}", config.listen_addr))?;
@@ -165,8 +203,10 @@ impl Application {
             listener,
             local_addr,
             metrics,
+            http,
             repository,
-            authority: Arc::new(authority),
+            authority,
+            keys,
             sessions,
             revocations,
             security_events,
@@ -191,6 +231,11 @@ impl Application {
         self.metrics.as_ref().map(|endpoint| endpoint.address)
     }
 
+    /// Where the HTTP listener (JWKS, discovery) listens, when enabled.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(|endpoint| endpoint.address)
+    }
+
     /// Serves until `shutdown` resolves; then health turns NOT_SERVING,
     /// revocation streams end with UNAVAILABLE (so their clients reconnect
     /// elsewhere), in-flight calls finish (up to SHUTDOWN_TIMEOUT), the
@@ -200,7 +245,8 @@ impl Application {
         let (health, health_service) = tonic_health::server::health_reporter();
         set_health(&health, ServingStatus::Serving).await;
         let metrics = self.metrics.take();
-        let mut supervisor = self.start_background_tasks(&health, metrics);
+        let http = self.http.take();
+        let mut supervisor = self.start_background_tasks(&health, metrics, http);
 
         let limits = self.limits;
         let tls_enabled = self.tls.is_some();
@@ -288,9 +334,22 @@ impl Application {
         Ok(())
     }
 
-    fn start_background_tasks(&self, health: &HealthReporter, metrics: Option<MetricsEndpoint>) -> Supervisor {
+    fn start_background_tasks(
+        &self,
+        health: &HealthReporter,
+        metrics: Option<MetricsEndpoint>,
+        http: Option<HttpEndpoint>,
+    ) -> Supervisor {
         let mut supervisor = Supervisor::new();
         supervisor.spawn("revocation follower", self.revocations.clone().follow());
+        let feed = self.revocations.clone();
+        // A change of the keys wakes the follower: it numbers the event
+        // (PostgreSQL), tells the other replicas, and fans the key set out.
+        supervisor.spawn("signing keys", self.keys.clone().maintain_periodically(move || feed.wake()));
+        if let Some(endpoint) = http {
+            info!(address = %endpoint.address, "serving HTTP: /.well-known/jwks.json, /.well-known/openid-configuration");
+            supervisor.spawn("HTTP listener", http::serve(endpoint.listener, endpoint.router));
+        }
         if let Some(listener) = self.revocations.listener() {
             supervisor.spawn("revocation listener", listener);
         }
@@ -369,32 +428,25 @@ async fn probe_database(repository: Repository, health: HealthReporter, interval
     }
 }
 
-/// The configured secret (and the accepted ones, for verification only); or,
-/// without one, the key kept in the database (generated on first start).
-/// Several replicas starting at once may each store a key; all then sign
-/// with the oldest, so they agree.
-async fn load_keyring(repository: &Repository, tokens: &TokenConfig, clock: &SharedClock) -> anyhow::Result<Keyring> {
-    let policy = tokens.policy.clone();
-    if let Some(secret) = &tokens.signing_secret {
-        let key = SigningKey::hs256(secret.expose_secret().as_bytes().to_vec()).context("JWT_SECRET")?;
-        let accepted = tokens
-            .accepted_secrets
-            .iter()
-            .map(|secret| SigningKey::hs256(secret.expose_secret().as_bytes().to_vec()))
-            .collect::<Result<Vec<_>, _>>()
-            .context("JWT_ACCEPTED_SECRETS")?;
-        let accepted_kids: Vec<&str> = accepted.iter().map(SigningKey::kid).collect();
-        info!(kid = key.kid(), ?accepted_kids, "signing with JWT_SECRET");
-        return Ok(Keyring::new(key, accepted, policy));
+/// Says at start which key signs, and warns when private keys would be
+/// stored as they are.
+fn log_key_setup(keys: &KeyStore, config: &Config, clock: &SharedClock) {
+    let keyring = keys.keyring();
+    let signing = keyring.signing_kid(clock.now()).unwrap_or("none");
+    if keys.stores_keys() {
+        info!(
+            kid = signing,
+            algorithm = %config.keys.rotation.algorithm,
+            rotation_interval = %humantime::format_duration(config.keys.rotation.interval),
+            publish_ahead = %humantime::format_duration(config.keys.rotation.publish_ahead),
+            "signing with keys kept in the database, rotated automatically"
+        );
+        if config.keys.encryption_key.is_none() {
+            warn!(
+                "KEY_ENCRYPTION_KEY is not set: private signing keys are stored unencrypted in the database; set KEY_ENCRYPTION_KEY or KEY_ENCRYPTION_KEY_FILE (32 bytes, base64: `openssl rand -base64 32`)"
+            );
+        }
+    } else {
+        info!(kid = signing, "signing with JWT_SECRET (HS256)");
     }
-    let mut keys = repository.load_signing_keys().await?;
-    if keys.is_empty() {
-        let key = SigningKey::generate_hs256()?;
-        repository.insert_signing_key(&key, clock.now()).await?;
-        info!(kid = key.kid(), "no JWT_SECRET: generated a signing key and stored it in the database");
-        keys = repository.load_signing_keys().await?;
-    }
-    let signing = keys.remove(0);
-    info!(kid = signing.kid(), "signing with the key stored in the database");
-    Ok(Keyring::new(signing, keys, policy))
 }

@@ -16,3 +16,15 @@ pub fn init(settings: &LogArgs) -> anyhow::Result<()> {
     };
     installed.map_err(|error| anyhow::anyhow!("could not install the logger: {error}"))
 }
+
+/// "outer: inner: root", for logs.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

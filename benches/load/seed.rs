@@ -128,7 +128,7 @@ pub fn token_for(keyring: &Keyring, session: &Session) -> anyhow::Result<String>
         expires_at: session.expires_at,
         generation: session.generation,
     };
-    Ok(keyring.sign(&claims)?.into_string())
+    Ok(keyring.sign(&claims, session.refreshed_at)?.into_string())
 }
 
 /// `count` sessions spread evenly over all of them.

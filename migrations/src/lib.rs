@@ -11,6 +11,8 @@ mod m20261126_000001_create_users;
 mod m20261126_000002_create_sessions;
 mod m20261126_000003_create_signing_keys;
 mod m20261126_000004_create_revocation_events;
+mod m20261127_000010_create_token_keys;
+mod m20261127_000011_add_outbox_event_kind;
 mod m20261127_000030_session_generations_and_binding;
 mod m20261127_000031_create_login_throttle;
 mod m20261127_000032_create_known_clients;
@@ -26,6 +28,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000002_create_sessions::Migration),
             Box::new(m20261126_000003_create_signing_keys::Migration),
             Box::new(m20261126_000004_create_revocation_events::Migration),
+            Box::new(m20261127_000010_create_token_keys::Migration),
+            Box::new(m20261127_000011_add_outbox_event_kind::Migration),
             Box::new(m20261127_000030_session_generations_and_binding::Migration),
             Box::new(m20261127_000031_create_login_throttle::Migration),
             Box::new(m20261127_000032_create_known_clients::Migration),

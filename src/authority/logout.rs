@@ -16,7 +16,7 @@ impl Authority {
     #[tracing::instrument(name = "logout", skip_all, fields(user_id, session_id))]
     pub async fn logout(&self, token: &AccessToken) -> Result<SessionId, AuthorityError> {
         let now = self.now();
-        let claims = self.keyring.verify_ignoring_expiry(token, now).map_err(AuthorityError::InvalidToken)?;
+        let claims = self.keys.keyring().verify_ignoring_expiry(token, now).map_err(AuthorityError::InvalidToken)?;
         let span = tracing::Span::current();
         span.record("user_id", tracing::field::display(claims.user_id));
         span.record("session_id", tracing::field::display(claims.session_id));

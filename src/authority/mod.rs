@@ -10,6 +10,7 @@ mod admin;
 mod change_password;
 mod cleanup;
 mod error;
+mod keys;
 mod list_sessions;
 mod login;
 mod logout;
@@ -27,6 +28,7 @@ pub use admin::{MAX_AUDIT_PAGE, create_user};
 pub use change_password::PasswordChanged;
 pub use cleanup::{CleanupPolicy, CleanupReport, cleanup, cleanup_periodically};
 pub use error::{AuthorityError, InternalError};
+pub use keys::{KeyStore, KeyStoreError, ListedKey, RemovedKey, format_time};
 pub use login::LoginRequest;
 pub use password_pool::PasswordPool;
 pub use pauses::{Pause, Pauses};
@@ -40,7 +42,7 @@ use crate::{
     domain::{
         AccessToken, ClientContext, Revocation, RevocationReason, Session, SessionId, Timestamp, TokenId,
         TokenLifetimes, TokenStanding, UserId,
-        tokens::{Keyring, TokenClaims},
+        tokens::TokenClaims,
     },
     metrics,
     repository::{Repository, Rotation},
@@ -61,7 +63,7 @@ pub trait RevocationListener: Send + Sync {
 
 pub struct Authority {
     repository: Repository,
-    keyring: Arc<Keyring>,
+    keys: Arc<KeyStore>,
     lifetimes: TokenLifetimes,
     passwords: PasswordPool,
     sessions: Arc<SessionCache>,
@@ -77,7 +79,7 @@ pub struct Authority {
 /// forgetting one (the security policy, the revocation listener) cannot compile.
 pub struct AuthorityParts {
     pub repository: Repository,
-    pub keyring: Arc<Keyring>,
+    pub keys: Arc<KeyStore>,
     pub lifetimes: TokenLifetimes,
     pub passwords: PasswordPool,
     pub sessions: Arc<SessionCache>,
@@ -96,7 +98,7 @@ impl Authority {
     pub fn new(parts: AuthorityParts) -> Self {
         let AuthorityParts {
             repository,
-            keyring,
+            keys,
             lifetimes,
             passwords,
             sessions,
@@ -109,7 +111,7 @@ impl Authority {
         } = parts;
         Self {
             repository,
-            keyring,
+            keys,
             lifetimes,
             passwords,
             sessions,
@@ -126,6 +128,16 @@ impl Authority {
         self.clock.now()
     }
 
+    /// The public keys that verify our tokens, a JWK set (RFC 7517 JSON).
+    pub fn jwks(&self) -> Arc<str> {
+        self.keys.jwks()
+    }
+
+    /// The algorithms of the published keys.
+    pub fn published_algorithms(&self) -> Vec<crate::domain::tokens::SigningAlgorithm> {
+        self.keys.keyring().published_algorithms()
+    }
+
     /// Signs the session's current token. Deterministic for the same session
     /// state, so a retry within the grace period gets the very same token.
     fn issue(&self, session: Session, username: &str, roles: Vec<String>) -> Result<IssuedSession, AuthorityError> {
@@ -139,7 +151,7 @@ impl Authority {
             expires_at: session.expires_at,
             generation: session.generation,
         };
-        let access_token = self.keyring.sign(&claims).map_err(InternalError::Signing)?;
+        let access_token = self.keys.keyring().sign(&claims, self.now()).map_err(InternalError::Signing)?;
         Ok(IssuedSession { access_token, session })
     }
 
@@ -206,7 +218,7 @@ impl Authority {
     /// period). Reads the database, not the cache: writes follow.
     async fn authenticate(&self, token: &AccessToken) -> Result<(TokenClaims, Session), AuthorityError> {
         let now = self.now();
-        let claims = self.keyring.verify(token, now).map_err(AuthorityError::InvalidToken)?;
+        let claims = self.keys.keyring().verify(token, now).map_err(AuthorityError::InvalidToken)?;
         let session = self
             .repository
             .find_session(claims.session_id)

@@ -49,7 +49,7 @@ impl Authority {
         client: Option<ClientContext>,
     ) -> Result<(IssuedSession, RefreshOutcome), AuthorityError> {
         let now = self.now();
-        let claims = self.keyring.verify(token, now).map_err(AuthorityError::InvalidToken)?;
+        let claims = self.keys.keyring().verify(token, now).map_err(AuthorityError::InvalidToken)?;
         let span = tracing::Span::current();
         span.record("user_id", tracing::field::display(claims.user_id));
         span.record("session_id", tracing::field::display(claims.session_id));

@@ -190,7 +190,7 @@ mod tests {
             expires_at: now.plus(Duration::from_secs(60)),
             generation: 0,
         };
-        let token = keyring.sign(&claims).unwrap();
+        let token = keyring.sign(&claims, now).unwrap();
         let (claims, window) = keyring.verify_with_window(&token, now).unwrap();
         (token, claims, window)
     }

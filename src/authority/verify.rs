@@ -125,11 +125,11 @@ impl Authority {
     /// full and then remembered.
     fn token_claims(&self, token: &AccessToken, now: Timestamp) -> Result<TokenClaims, TokenRejection> {
         if let Some((claims, window)) = self.verified_tokens.get(token) {
-            self.keyring.check_window(window, now)?;
+            self.keys.keyring().check_window(window, now)?;
             return Ok(claims);
         }
         let ticket = self.verified_tokens.ticket();
-        let (claims, window) = self.keyring.verify_with_window(token, now)?;
+        let (claims, window) = self.keys.keyring().verify_with_window(token, now)?;
         self.verified_tokens.insert(ticket, token, &claims, window);
         Ok(claims)
     }

@@ -16,6 +16,8 @@ use std::{
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::SecretString;
 
+use crate::domain::tokens::SigningAlgorithm;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "token-authority",
@@ -42,6 +44,41 @@ pub enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Lists, rotates and removes the signing keys kept in the database.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Lists the stored keys: kid, algorithm, state and when each moves on.
+    List(KeysArgs),
+    /// Publishes a next key now; it signs after KEY_PUBLISH_AHEAD.
+    Rotate(KeysArgs),
+    /// Removes a key at once (a compromised key): every token it signed
+    /// stops verifying, and its sessions cannot be refreshed.
+    Remove(RemoveKeyArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeysArgs {
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    #[command(flatten)]
+    pub tokens: TokenArgs,
+    #[command(flatten)]
+    pub keys: KeyArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct RemoveKeyArgs {
+    /// The key to remove.
+    #[arg(long)]
+    pub kid: String,
+    #[command(flatten)]
+    pub keys: KeysArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -99,6 +136,10 @@ pub struct ServeArgs {
     pub database: DatabaseArgs,
     #[command(flatten)]
     pub tokens: TokenArgs,
+    #[command(flatten)]
+    pub keys: KeyArgs,
+    #[command(flatten)]
+    pub http: HttpArgs,
     #[command(flatten)]
     pub argon2: Argon2Args,
     #[command(flatten)]
@@ -344,8 +385,11 @@ pub struct DatabaseArgs {
 
 #[derive(Debug, Args)]
 pub struct TokenArgs {
-    /// HS256 signing secret, at least 32 bytes. Unset: a random key is generated
-    /// on first start and kept in the database.
+    /// HS256 secret, at least 32 bytes. With JWT_ALGORITHM unset or HS256 it
+    /// signs, as before keys were kept in the database; with another
+    /// JWT_ALGORITHM it signs only until the first stored key does, then
+    /// verifies its tokens. Unset: keys are generated, rotated and kept in
+    /// the database.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<SecretString>,
     /// A file holding JWT_SECRET, as a secret mount provides it.
@@ -353,7 +397,8 @@ pub struct TokenArgs {
     pub jwt_secret_file: Option<PathBuf>,
     /// More HS256 secrets, comma-separated, that verify but never sign: the
     /// former secret (its tokens keep working until they expire) or the next
-    /// one, while rotating JWT_SECRET without logging anybody out.
+    /// one, while rotating JWT_SECRET or moving off HS256 without logging
+    /// anybody out.
     #[arg(long, env = "JWT_ACCEPTED_SECRETS", value_delimiter = ',', hide_env_values = true)]
     pub jwt_accepted_secrets: Vec<SecretString>,
     /// A file holding JWT_ACCEPTED_SECRETS, one per line (or comma-separated).
@@ -380,6 +425,46 @@ pub struct TokenArgs {
     /// Clock skew tolerated when checking `exp` and `nbf`.
     #[arg(long, env = "JWT_LEEWAY", default_value = "5s", value_parser = duration)]
     pub jwt_leeway: Duration,
+}
+
+/// The signing keys the server makes, rotates and keeps in the database.
+#[derive(Debug, Args)]
+pub struct KeyArgs {
+    /// The algorithm that signs: EdDSA (Ed25519), ES256, RS256 or HS256.
+    /// Default: HS256 with JWT_SECRET when it is set, EdDSA otherwise.
+    #[arg(long, env = "JWT_ALGORITHM", value_parser = algorithm)]
+    pub jwt_algorithm: Option<SigningAlgorithm>,
+    /// How long a key signs before its successor takes over.
+    #[arg(long, env = "KEY_ROTATION_INTERVAL", default_value = "30d", value_parser = positive_duration)]
+    pub key_rotation_interval: Duration,
+    /// How long a key is published (JWKS, revocation stream) before it signs.
+    #[arg(long, env = "KEY_PUBLISH_AHEAD", default_value = "1h", value_parser = positive_duration)]
+    pub key_publish_ahead: Duration,
+    /// How often every replica re-reads the keys and checks whether a
+    /// rotation or a deletion is due (besides whenever told of a change).
+    #[arg(long, env = "KEY_REFRESH_INTERVAL", default_value = "1m", value_parser = positive_duration)]
+    pub key_refresh_interval: Duration,
+    /// Seals the private keys in the database (AES-256-GCM): 32 bytes in
+    /// base64, for example from `openssl rand -base64 32`.
+    #[arg(long, env = "KEY_ENCRYPTION_KEY", hide_env_values = true)]
+    pub key_encryption_key: Option<SecretString>,
+    /// A file holding KEY_ENCRYPTION_KEY (base64), as secret mounts provide it.
+    #[arg(long, env = "KEY_ENCRYPTION_KEY_FILE")]
+    pub key_encryption_key_file: Option<PathBuf>,
+}
+
+/// The HTTP/1.1 listener: JWKS and discovery.
+#[derive(Debug, Args)]
+pub struct HttpArgs {
+    /// Serves /.well-known/jwks.json and /.well-known/openid-configuration
+    /// over HTTP/1.1 (for example 0.0.0.0:8080); unset: no HTTP listener.
+    #[arg(long, env = "HTTP_ADDR")]
+    pub http_addr: Option<SocketAddr>,
+    /// The URL that clients reach the HTTP listener at (for example
+    /// https://auth.example.com), for `jwks_uri` in discovery. Unset: the
+    /// request's Host header, over http.
+    #[arg(long, env = "HTTP_PUBLIC_URL", value_parser = public_url)]
+    pub http_public_url: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -432,6 +517,23 @@ fn whole_seconds(value: &str) -> Result<Duration, String> {
         return Err("must be a whole number of seconds, at least 1s".into());
     }
     Ok(parsed)
+}
+
+/// A signing algorithm by its JOSE name, in any case.
+fn algorithm(value: &str) -> Result<SigningAlgorithm, String> {
+    SigningAlgorithm::ALL
+        .into_iter()
+        .find(|algorithm| algorithm.as_str().eq_ignore_ascii_case(value))
+        .ok_or_else(|| "must be EdDSA, ES256, RS256 or HS256".to_owned())
+}
+
+/// An http(s) URL without a trailing slash, a query or a fragment.
+fn public_url(value: &str) -> Result<String, String> {
+    let rest = value.strip_prefix("https://").or_else(|| value.strip_prefix("http://"));
+    match rest {
+        Some(rest) if !rest.is_empty() && !rest.contains(['?', '#', ' ']) => Ok(value.trim_end_matches('/').to_owned()),
+        _ => Err("must be an http:// or https:// URL, without query or fragment".into()),
+    }
 }
 
 fn not_empty(value: &str) -> Result<String, String> {

@@ -19,7 +19,7 @@ use std::{
 
 use secrecy::{ExposeSecret, SecretString};
 
-pub use args::{Cli, Command, LogArgs, LogFormat, UserCommand};
+pub use args::{Cli, Command, KeysCommand, LogArgs, LogFormat, UserCommand};
 
 use crate::{
     authority::{CleanupPolicy, RevokeOn, SecurityPolicy},
@@ -28,7 +28,7 @@ use crate::{
         binding::{BindingMode, BindingPolicy, BoundAttributes},
         password_hash::Argon2Settings,
         throttle::ThrottlePolicy,
-        tokens::{MIN_HMAC_SECRET_BYTES, TokenPolicy},
+        tokens::{KeyEncryptionKey, MIN_HMAC_SECRET_BYTES, RotationPolicy, SigningAlgorithm, TokenPolicy},
     },
     repository::DatabaseConfig,
     revocations::FeedSettings,
@@ -41,6 +41,8 @@ pub struct Config {
     pub listen_addr: SocketAddr,
     pub database: DatabaseConfig,
     pub tokens: TokenConfig,
+    pub keys: KeyConfig,
+    pub http: HttpConfig,
     pub argon2: Argon2Settings,
     pub password_hashing: PasswordHashingConfig,
     pub api_keys: ApiKeyConfig,
@@ -72,6 +74,37 @@ pub struct TokenConfig {
     pub lifetimes: TokenLifetimes,
     pub policy: TokenPolicy,
 }
+
+/// Which keys sign, how they rotate, how they are kept.
+#[derive(Debug, Clone)]
+pub struct KeyConfig {
+    /// The algorithm of new keys (JWT_ALGORITHM, resolved), how long each
+    /// signs, how long ahead it is published, how long it is kept after.
+    pub rotation: RotationPolicy,
+    /// Whether keys are made, rotated and kept in the database; `false`
+    /// when JWT_SECRET signs (HS256), as before.
+    pub stored: bool,
+    /// How often every replica re-reads the key set (besides when told).
+    pub refresh_interval: Duration,
+    /// Seals private keys at rest; `None`: stored as they are (a warning at
+    /// start).
+    pub encryption_key: Option<KeyEncryptionKey>,
+    /// The `max-age` of the published JWKS: well under the publish-ahead,
+    /// so that a cached copy always holds the next key before it signs.
+    pub jwks_max_age: Duration,
+}
+
+/// The HTTP/1.1 listener (JWKS and discovery).
+#[derive(Debug, Clone, Default)]
+pub struct HttpConfig {
+    /// `None`: no HTTP listener.
+    pub address: Option<SocketAddr>,
+    /// The URL clients reach it at, for discovery; `None`: the Host header.
+    pub public_url: Option<String>,
+}
+
+/// A cached JWKS is at most this old, whatever KEY_PUBLISH_AHEAD says.
+const MAX_JWKS_MAX_AGE: Duration = Duration::from_secs(300);
 
 /// The argon2 threads and their queue.
 #[derive(Debug, Clone, Copy)]
@@ -237,6 +270,11 @@ impl Config {
         let security = security_policy(&args.security, &tokens.lifetimes)?;
         Ok(Self {
             listen_addr: args.listen_addr,
+            keys: KeyConfig::from_args(args.keys, &tokens)?,
+            http: HttpConfig {
+                address: args.http.http_addr,
+                public_url: args.http.http_public_url,
+            },
             database: database_config(args.database)?,
             argon2: argon2_settings(&args.argon2)?,
             password_hashing: PasswordHashingConfig {
@@ -332,9 +370,6 @@ impl TokenConfig {
                 ));
             }
         }
-        if !args.jwt_accepted_secrets.is_empty() && args.jwt_secret.is_none() {
-            return Err(invalid("JWT_ACCEPTED_SECRETS", "needs JWT_SECRET, the secret that signs"));
-        }
         Ok(Self {
             signing_secret: args.jwt_secret,
             accepted_secrets: args.jwt_accepted_secrets,
@@ -344,6 +379,71 @@ impl TokenConfig {
                 audience: args.jwt_audience,
                 leeway: args.jwt_leeway,
             },
+        })
+    }
+}
+
+impl KeyConfig {
+    pub fn from_args(args: args::KeyArgs, tokens: &TokenConfig) -> Result<Self, ConfigError> {
+        let algorithm = match (args.jwt_algorithm, &tokens.signing_secret) {
+            (Some(algorithm), _) => algorithm,
+            (None, Some(_)) => SigningAlgorithm::Hs256,
+            (None, None) => SigningAlgorithm::EdDsa,
+        };
+        if args.key_publish_ahead >= args.key_rotation_interval {
+            return Err(invalid(
+                "KEY_PUBLISH_AHEAD",
+                format!(
+                    "must be shorter than KEY_ROTATION_INTERVAL ({})",
+                    humantime::format_duration(args.key_rotation_interval)
+                ),
+            ));
+        }
+        if args.key_refresh_interval > args.key_publish_ahead / 4 {
+            return Err(invalid(
+                "KEY_REFRESH_INTERVAL",
+                format!(
+                    "must be at most a quarter of KEY_PUBLISH_AHEAD ({}), so that every replica loads a key well before it signs",
+                    humantime::format_duration(args.key_publish_ahead)
+                ),
+            ));
+        }
+        let encryption_key = match (args.key_encryption_key, args.key_encryption_key_file) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "KEY_ENCRYPTION_KEY_FILE",
+                    "set KEY_ENCRYPTION_KEY or KEY_ENCRYPTION_KEY_FILE, not both",
+                ));
+            }
+            (Some(text), None) => Some(
+                KeyEncryptionKey::from_base64(text.expose_secret())
+                    .map_err(|error| invalid("KEY_ENCRYPTION_KEY", error.to_string()))?,
+            ),
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(&path).map_err(|error| {
+                    invalid("KEY_ENCRYPTION_KEY_FILE", format!("cannot read {}: {error}", path.display()))
+                })?;
+                Some(
+                    KeyEncryptionKey::from_base64(&text)
+                        .map_err(|error| invalid("KEY_ENCRYPTION_KEY_FILE", error.to_string()))?,
+                )
+            }
+            (None, None) => None,
+        };
+        let lifetimes = &tokens.lifetimes;
+        let jwks_max_age = Duration::from_secs((args.key_publish_ahead / 10).min(MAX_JWKS_MAX_AGE).as_secs());
+        Ok(Self {
+            rotation: RotationPolicy {
+                algorithm,
+                interval: args.key_rotation_interval,
+                publish_ahead: args.key_publish_ahead,
+                // A key's last token stays valid this long after it signed it.
+                retention: lifetimes.standard.max(lifetimes.remember_me) + tokens.policy.leeway,
+            },
+            stored: !(algorithm == SigningAlgorithm::Hs256 && tokens.signing_secret.is_some()),
+            refresh_interval: args.key_refresh_interval,
+            encryption_key,
+            jwks_max_age,
         })
     }
 }
@@ -651,9 +751,9 @@ mod tests {
     }
 
     #[test]
-    fn accepted_secrets_need_a_signing_one_and_their_length() {
-        let alone = parse(&["--jwt-accepted-secrets", &"x".repeat(32)]).unwrap_err();
-        assert!(alone.starts_with("JWT_ACCEPTED_SECRETS"), "{alone}");
+    fn accepted_secrets_need_their_length_and_verify_beside_stored_keys() {
+        let alone = parse(&["--jwt-accepted-secrets", &"x".repeat(32)]).unwrap();
+        assert!(alone.keys.stored, "without JWT_SECRET, stored keys sign");
         let secret = "s".repeat(32);
         let short = parse(&["--jwt-secret", &secret, "--jwt-accepted-secrets", "short"]).unwrap_err();
         assert!(short.starts_with("JWT_ACCEPTED_SECRETS"), "{short}");
@@ -907,6 +1007,72 @@ mod tests {
     }
 
     #[test]
+    fn the_algorithm_follows_jwt_secret_unless_named() {
+        let secret = "s".repeat(32);
+        let fresh = parse(&[]).unwrap().keys;
+        assert_eq!((fresh.rotation.algorithm, fresh.stored), (SigningAlgorithm::EdDsa, true));
+        let configured = parse(&["--jwt-secret", &secret]).unwrap().keys;
+        assert_eq!((configured.rotation.algorithm, configured.stored), (SigningAlgorithm::Hs256, false));
+        let moving = parse(&["--jwt-secret", &secret, "--jwt-algorithm", "eddsa"]).unwrap().keys;
+        assert_eq!((moving.rotation.algorithm, moving.stored), (SigningAlgorithm::EdDsa, true));
+        let stored_hs256 = parse(&["--jwt-algorithm", "HS256"]).unwrap().keys;
+        assert_eq!((stored_hs256.rotation.algorithm, stored_hs256.stored), (SigningAlgorithm::Hs256, true));
+        let error = parse(&["--jwt-algorithm", "HS512"]).unwrap_err();
+        assert!(error.contains("JWT_ALGORITHM"), "{error}");
+    }
+
+    #[test]
+    fn key_timings_must_leave_every_replica_time_to_load_a_key() {
+        let error = parse(&["--key-publish-ahead", "30d"]).unwrap_err();
+        assert!(error.starts_with("KEY_PUBLISH_AHEAD"), "{error}");
+        let error = parse(&["--key-refresh-interval", "20m"]).unwrap_err();
+        assert!(error.starts_with("KEY_REFRESH_INTERVAL"), "{error}");
+        parse(&["--key-refresh-interval", "15m"]).unwrap();
+        for (flag, value) in [("--key-rotation-interval", "0s"), ("--key-publish-ahead", "soon")] {
+            assert!(parse(&[flag, value]).is_err(), "{flag} {value}");
+        }
+    }
+
+    #[test]
+    fn the_jwks_max_age_is_well_under_the_publish_ahead() {
+        assert_eq!(parse(&[]).unwrap().keys.jwks_max_age, Duration::from_secs(300));
+        let short = parse(&["--key-publish-ahead", "10m", "--key-refresh-interval", "1m"]).unwrap();
+        assert_eq!(short.keys.jwks_max_age, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn the_key_encryption_key_comes_from_the_setting_or_a_file_never_echoed() {
+        use base64::Engine;
+        let text = base64::engine::general_purpose::STANDARD.encode([5u8; 32]);
+        assert!(parse(&["--key-encryption-key", &text]).unwrap().keys.encryption_key.is_some());
+        let directory = tempfile::TempDir::new().unwrap();
+        let file = directory.path().join("kek");
+        std::fs::write(&file, format!("{text}\n")).unwrap();
+        let from_file = parse(&["--key-encryption-key-file", file.to_str().unwrap()]).unwrap();
+        assert!(from_file.keys.encryption_key.is_some());
+        let both = parse(&[
+            "--key-encryption-key",
+            &text,
+            "--key-encryption-key-file",
+            file.to_str().unwrap(),
+        ]);
+        assert!(both.unwrap_err().starts_with("KEY_ENCRYPTION_KEY_FILE"));
+        let short = base64::engine::general_purpose::STANDARD.encode([5u8; 16]);
+        let error = parse(&["--key-encryption-key", &short]).unwrap_err();
+        assert!(error.starts_with("KEY_ENCRYPTION_KEY") && !error.contains(&short), "{error}");
+        let missing = parse(&["--key-encryption-key-file", "/nonexistent/kek"]).unwrap_err();
+        assert!(missing.starts_with("KEY_ENCRYPTION_KEY_FILE"), "{missing}");
+    }
+
+    #[test]
+    fn the_public_url_must_be_http_or_https() {
+        let config = parse(&["--http-public-url", "https://auth.example.com/"]).unwrap();
+        assert_eq!(config.http.public_url.as_deref(), Some("https://auth.example.com"));
+        let error = parse(&["--http-public-url", "auth.example.com"]).unwrap_err();
+        assert!(error.contains("HTTP_PUBLIC_URL"), "{error}");
+    }
+
+    #[test]
     fn defaults_match_the_readme_and_the_command_line() {
         let config = Config::default();
         let lifetimes = config.tokens.lifetimes;
@@ -929,5 +1095,10 @@ mod tests {
         assert_eq!(security.event_interval, Duration::from_secs(60));
         assert_eq!(config.cleanup.policy.audit_retention, Duration::from_secs(90 * 86_400));
         assert_eq!(config.cleanup.policy.event_retention, Duration::from_secs(30 * 86_400 + 3600));
+        assert_eq!(config.keys.rotation.interval, Duration::from_secs(30 * 86_400));
+        assert_eq!(config.keys.rotation.publish_ahead, Duration::from_secs(3600));
+        assert_eq!(config.keys.rotation.retention, Duration::from_secs(30 * 86_400 + 5));
+        assert_eq!(config.keys.refresh_interval, Duration::from_secs(60));
+        assert_eq!(config.http.address, None);
     }
 }

@@ -186,6 +186,7 @@ fn verify_reason(reason: InvalidReason) -> proto::VerifyReason {
         InvalidReason::Token(TokenRejection::NotYetValid) => Reason::NotYetValid,
         InvalidReason::Token(TokenRejection::WrongIssuer) => Reason::WrongIssuer,
         InvalidReason::Token(TokenRejection::WrongAudience) => Reason::WrongAudience,
+        InvalidReason::Token(TokenRejection::WrongType) => Reason::WrongType,
         InvalidReason::Revoked => Reason::Revoked,
         InvalidReason::Rotated => Reason::Rotated,
         InvalidReason::UnknownSession => Reason::UnknownSession,
@@ -198,6 +199,12 @@ impl From<FeedItem> for proto::RevocationEvent {
         use proto::RevocationEventKind as Kind;
         match item {
             FeedItem::Revoked(event) => revocation_event(&event),
+            FeedItem::KeySet { cursor, jwks } => Self {
+                cursor,
+                kind: Kind::KeySet.into(),
+                jwks: jwks.to_string(),
+                ..Self::default()
+            },
             FeedItem::SnapshotEnd { cursor } => Self {
                 cursor,
                 kind: Kind::SnapshotEnd.into(),
@@ -226,6 +233,7 @@ fn revocation_event(event: &RevocationEvent) -> proto::RevocationEvent {
         current_generation: event.successor.map_or(0, |successor| successor.generation),
         grace_ends_at: event.successor.map(|successor| timestamp(successor.grace_ends_at)),
         session_expires_at: event.session_expires_at.map(timestamp),
+        jwks: String::new(),
     }
 }
 

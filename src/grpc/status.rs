@@ -7,7 +7,7 @@ use std::time::Duration;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
-use crate::{authority::AuthorityError, domain::ValidationError, revocations::FeedError};
+use crate::{authority::AuthorityError, domain::ValidationError, revocations::FeedError, telemetry::error_chain};
 
 impl From<AuthorityError> for Status {
     fn from(error: AuthorityError) -> Self {
@@ -51,7 +51,7 @@ impl From<FeedError> for Status {
             FeedError::ShuttingDown => Status::unavailable(message),
             FeedError::ClientGone => Status::cancelled(message),
             FeedError::Unavailable(_) => unavailable(&error),
-            FeedError::Internal(_) => internal(&error),
+            FeedError::Internal(_) | FeedError::Keys(_) => internal(&error),
         }
     }
 }
@@ -80,16 +80,4 @@ fn unavailable(error: &dyn std::error::Error) -> Status {
 fn internal(error: &dyn std::error::Error) -> Status {
     tracing::error!(error = %error_chain(error), "internal error");
     Status::internal("internal error")
-}
-
-/// "outer: inner: root", for logs.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

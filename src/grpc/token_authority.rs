@@ -122,6 +122,15 @@ impl TokenAuthority for TokenAuthorityService {
         }))
     }
 
+    async fn get_jwks(
+        &self,
+        _request: Request<proto::GetJwksRequest>,
+    ) -> Result<Response<proto::GetJwksResponse>, Status> {
+        Ok(Response::new(proto::GetJwksResponse {
+            jwks: self.authority.jwks().to_string(),
+        }))
+    }
+
     async fn list_sessions(
         &self,
         request: Request<proto::ListSessionsRequest>,

@@ -16,6 +16,9 @@ pub enum RepositoryError {
     /// The database settings are wrong.
     #[error("{0}")]
     Config(String),
+    /// A concurrent change to the same rows won; retrying may succeed.
+    #[error("a concurrent change won; retry")]
+    Conflict,
 }
 
 impl From<DbErr> for RepositoryError {

@@ -1,6 +1,6 @@
-//! The revocation outbox: appending revocations inside the revoking
-//! transaction, giving them their cursors, and reading them back in cursor
-//! order.
+//! The outbox: appending revocations inside the revoking transaction (and
+//! key-set changes inside the transaction that changes the keys), giving
+//! them their cursors, and reading them back in cursor order.
 //!
 //! Cursors come from the single row of `revocation_cursor`, always while
 //! that row is locked by the transaction that takes them, so they are
@@ -27,7 +27,15 @@ use super::{
     Repository, RepositoryError,
     entities::{revocation_cursor, revocation_events},
 };
-use crate::domain::{Revocation, RevocationEvent, RevocationReason, SessionId, Successor, Timestamp, TokenId, UserId};
+use crate::domain::{
+    KeySetChange, OutboxEvent, Revocation, RevocationEvent, RevocationReason, SessionId, Successor, Timestamp, TokenId,
+    UserId,
+};
+
+/// `kind` of a revocation in the outbox.
+const REVOCATION: &str = "revocation";
+/// `kind` of a change of the signing keys.
+const KEY_SET: &str = "key_set";
 
 /// The single row of `revocation_cursor`.
 const CURSOR_ROW: i32 = 1;
@@ -56,13 +64,14 @@ impl Repository {
     }
 
     /// Up to `limit` events after `after`, in cursor order.
-    pub async fn events_after(&self, after: u64, limit: u64) -> Result<Vec<RevocationEvent>, RepositoryError> {
+    pub async fn events_after(&self, after: u64, limit: u64) -> Result<Vec<OutboxEvent>, RepositoryError> {
         let after = revocation_events::Column::Cursor.gt(cursor_to_stored(after));
         self.events_where(Condition::all().add(after), limit).await
     }
 
-    /// Up to `limit` events in `(after, through]` whose tokens have not
-    /// expired at `now`, in cursor order: a page of the snapshot.
+    /// Up to `limit` revocations in `(after, through]` whose tokens have not
+    /// expired at `now`, in cursor order: a page of the snapshot. Key-set
+    /// changes are not in it: a stream starts with the current key set.
     pub async fn unexpired_events(
         &self,
         after: u64,
@@ -71,13 +80,21 @@ impl Repository {
         limit: u64,
     ) -> Result<Vec<RevocationEvent>, RepositoryError> {
         let condition = Condition::all()
+            .add(revocation_events::Column::Kind.eq(REVOCATION))
             .add(revocation_events::Column::Cursor.gt(cursor_to_stored(after)))
             .add(revocation_events::Column::Cursor.lte(cursor_to_stored(through)))
             .add(revocation_events::Column::ExpiresAt.gt(now.as_millis()));
-        self.events_where(condition, limit).await
+        let events = self.events_where(condition, limit).await?;
+        Ok(events
+            .into_iter()
+            .filter_map(|event| match event {
+                OutboxEvent::Revoked(event) => Some(event),
+                OutboxEvent::KeySetChanged { .. } => None,
+            })
+            .collect())
     }
 
-    async fn events_where(&self, condition: Condition, limit: u64) -> Result<Vec<RevocationEvent>, RepositoryError> {
+    async fn events_where(&self, condition: Condition, limit: u64) -> Result<Vec<OutboxEvent>, RepositoryError> {
         revocation_events::Entity::find()
             .filter(condition)
             .order_by_asc(revocation_events::Column::Cursor)
@@ -173,23 +190,52 @@ pub(super) async fn append_events(
     connection: &impl ConnectionTrait,
     revocations: &[Revocation],
 ) -> Result<(), RepositoryError> {
-    if revocations.is_empty() {
+    let models = revocations.iter().map(revocation_to_model).collect();
+    insert_with_cursors(connection, models).await
+}
+
+/// Writes a change of the key set to the outbox, inside the transaction that
+/// changes the keys. Call it last in the transaction, as [`append_events`].
+pub(super) async fn append_key_set_event(
+    connection: &impl ConnectionTrait,
+    change: KeySetChange,
+    at: Timestamp,
+) -> Result<(), RepositoryError> {
+    let model = revocation_events::ActiveModel {
+        id: sea_orm::ActiveValue::NotSet,
+        cursor: Set(None),
+        kind: Set(KEY_SET.to_owned()),
+        session_id: Set(uuid::Uuid::nil()),
+        user_id: Set(uuid::Uuid::nil()),
+        token_id: Set(None),
+        reason: Set(change.as_str().to_owned()),
+        revoked_at: Set(at.as_millis()),
+        expires_at: Set(at.as_millis()),
+        current_token_id: Set(None),
+        generation: Set(None),
+        grace_ends_at: Set(None),
+        session_expires_at: Set(None),
+    };
+    insert_with_cursors(connection, vec![model]).await
+}
+
+/// Inserts outbox rows, with their cursors on SQLite (taken here, under the
+/// cursor row's lock) and without on PostgreSQL (the sequencer numbers them
+/// after commit).
+async fn insert_with_cursors(
+    connection: &impl ConnectionTrait,
+    mut models: Vec<revocation_events::ActiveModel>,
+) -> Result<(), RepositoryError> {
+    if models.is_empty() {
         return Ok(());
     }
-    let cursors: Vec<Option<i64>> = match connection.get_database_backend() {
-        DbBackend::Sqlite => {
-            let count = revocations.len() as i64;
-            let last = take_cursors(connection, count).await?;
-            (last - count + 1..=last).map(Some).collect()
+    if connection.get_database_backend() == DbBackend::Sqlite {
+        let count = models.len() as i64;
+        let last = take_cursors(connection, count).await?;
+        for (model, cursor) in models.iter_mut().zip(last - count + 1..=last) {
+            model.cursor = Set(Some(cursor));
         }
-        // The sequencer numbers them after commit.
-        _ => vec![None; revocations.len()],
-    };
-    let models: Vec<_> = revocations
-        .iter()
-        .zip(cursors)
-        .map(|(revocation, cursor)| revocation_to_model(revocation, cursor))
-        .collect();
+    }
     for chunk in models.chunks(INSERT_CHUNK) {
         revocation_events::Entity::insert_many(chunk.to_vec()).exec_without_returning(connection).await?;
     }
@@ -230,10 +276,11 @@ fn cursor_from_stored(cursor: i64) -> Result<u64, RepositoryError> {
     u64::try_from(cursor).map_err(|_| RepositoryError::corrupt(format!("negative revocation cursor {cursor}")))
 }
 
-fn revocation_to_model(revocation: &Revocation, cursor: Option<i64>) -> revocation_events::ActiveModel {
+fn revocation_to_model(revocation: &Revocation) -> revocation_events::ActiveModel {
     revocation_events::ActiveModel {
         id: sea_orm::ActiveValue::NotSet,
-        cursor: Set(cursor),
+        cursor: Set(None),
+        kind: Set(REVOCATION.to_owned()),
         session_id: Set(revocation.session_id.as_uuid()),
         user_id: Set(revocation.user_id.as_uuid()),
         token_id: Set(revocation.token_id.map(|token| token.as_uuid())),
@@ -247,10 +294,20 @@ fn revocation_to_model(revocation: &Revocation, cursor: Option<i64>) -> revocati
     }
 }
 
-fn event_from_model(model: revocation_events::Model) -> Result<RevocationEvent, RepositoryError> {
-    let corrupt = |what: &str| RepositoryError::corrupt(format!("{what} of revocation event {}", model.id));
+fn event_from_model(model: revocation_events::Model) -> Result<OutboxEvent, RepositoryError> {
+    let corrupt = |what: &str| RepositoryError::corrupt(format!("{what} of outbox event {}", model.id));
+    let cursor = cursor_from_stored(model.cursor.ok_or_else(|| corrupt("cursor"))?)?;
+    if model.kind == KEY_SET {
+        return Ok(OutboxEvent::KeySetChanged {
+            cursor,
+            change: KeySetChange::from_stored(&model.reason).ok_or_else(|| corrupt("reason"))?,
+            at: Timestamp::from_millis(model.revoked_at),
+        });
+    }
+    if model.kind != REVOCATION {
+        return Err(corrupt("kind"));
+    }
     let reason = RevocationReason::from_stored(&model.reason).ok_or_else(|| corrupt("reason"))?;
-    let cursor = model.cursor.ok_or_else(|| corrupt("cursor"))?;
     let successor = match (model.current_token_id, model.generation, model.grace_ends_at) {
         (Some(token_id), Some(generation), Some(grace_ends_at)) => Some(Successor {
             token_id: TokenId::from_uuid(token_id),
@@ -259,8 +316,8 @@ fn event_from_model(model: revocation_events::Model) -> Result<RevocationEvent, 
         }),
         _ => None,
     };
-    Ok(RevocationEvent {
-        cursor: cursor_from_stored(cursor)?,
+    Ok(OutboxEvent::Revoked(RevocationEvent {
+        cursor,
         session_id: SessionId::from_uuid(model.session_id),
         user_id: UserId::from_uuid(model.user_id),
         token_id: model.token_id.map(TokenId::from_uuid),
@@ -269,5 +326,5 @@ fn event_from_model(model: revocation_events::Model) -> Result<RevocationEvent, 
         expires_at: Timestamp::from_millis(model.expires_at),
         session_expires_at: model.session_expires_at.map(Timestamp::from_millis),
         successor,
-    })
+    }))
 }

@@ -9,7 +9,10 @@
 //!   racing writers can never both succeed;
 //! - every state change writes its audit record in its own transaction;
 //! - login throttle counts are taken by conditional upserts, never by a
-//!   read-then-write.
+//!   read-then-write;
+//! - a change of the signing keys and its outbox event are written in the
+//!   same transaction, and a key rotation is a conditional insert on a
+//!   unique generation, so that racing replicas make it exactly once.
 
 mod audit;
 mod entities;
@@ -17,8 +20,8 @@ mod error;
 mod events;
 mod notifications;
 mod sessions;
-mod signing_keys;
 mod throttle;
+mod token_keys;
 mod users;
 
 use std::{str::FromStr, sync::Arc, time::Duration};
@@ -37,6 +40,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 pub use error::RepositoryError;
 pub use events::CursorBounds;
 pub use sessions::{LoginNotices, LoginWrites, PasswordChange, RevokedSessions, Rotation, RotationResult};
+pub use token_keys::{KeyReplacement, NewKey, StoredKey};
 pub use users::{NewUser, UserRecord};
 
 /// How to reach the database.

@@ -1,5 +1,6 @@
-//! The revocation feed: tells every subscriber about every revocation, in
-//! cursor order, exactly once, within milliseconds.
+//! The revocation feed: tells every subscriber about every revocation and
+//! every change of the signing keys, in cursor order, exactly once, within
+//! milliseconds.
 //!
 //! One follower task per server reads the outbox (`revocation_events`) after
 //! the last cursor it has seen, whenever a local commit wakes it, whenever
@@ -8,7 +9,10 @@
 //! Before reading, it gives cursors to the events waiting for one
 //! (PostgreSQL); when it numbered any, it announces them, once per batch. It applies
 //! each event to the session cache, so Verify here honours revocations made
-//! elsewhere, and publishes it on an in-memory broadcast channel.
+//! elsewhere, and publishes it on an in-memory broadcast channel. A key-set
+//! event makes it reload the keys first, so that this replica verifies with
+//! a new key before any subscriber hears of it, and the event goes out with
+//! the key set just loaded.
 //!
 //! Each subscriber first catches up from the database, then follows the
 //! broadcast. It subscribes before reading, so nothing published meanwhile
@@ -34,9 +38,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tracing::{debug, warn};
 
 use crate::{
-    authority::{RevocationListener, SessionCache},
+    authority::{KeyStore, KeyStoreError, RevocationListener, SessionCache},
     clock::SharedClock,
-    domain::{Revocation, RevocationEvent},
+    domain::{OutboxEvent, Revocation, RevocationEvent},
     repository::{Repository, RepositoryError},
 };
 
@@ -66,6 +70,17 @@ pub enum FeedError {
     Unavailable(#[source] RepositoryError),
     #[error("reading the revocation outbox failed")]
     Internal(#[source] RepositoryError),
+    #[error("reading the signing keys failed")]
+    Keys(#[source] KeyStoreError),
+}
+
+impl From<KeyStoreError> for FeedError {
+    fn from(error: KeyStoreError) -> Self {
+        match error {
+            KeyStoreError::Repository(error) => Self::from(error),
+            other => Self::Keys(other),
+        }
+    }
 }
 
 impl From<RepositoryError> for FeedError {
@@ -92,12 +107,43 @@ pub struct FeedSettings {
     pub rotation_grace: Duration,
 }
 
+/// What the follower fans out to live subscribers.
+#[derive(Debug)]
+pub(crate) enum LiveItem {
+    Revoked(RevocationEvent),
+    /// A key-set change, with the key set loaded for it.
+    KeySet {
+        cursor: u64,
+        jwks: Arc<str>,
+    },
+}
+
+impl LiveItem {
+    fn cursor(&self) -> u64 {
+        match self {
+            Self::Revoked(event) => event.cursor,
+            Self::KeySet { cursor, .. } => *cursor,
+        }
+    }
+
+    fn to_item(&self) -> FeedItem {
+        match self {
+            Self::Revoked(event) => FeedItem::Revoked(event.clone()),
+            Self::KeySet { cursor, jwks } => FeedItem::KeySet {
+                cursor: *cursor,
+                jwks: jwks.clone(),
+            },
+        }
+    }
+}
+
 pub struct RevocationFeed {
     repository: Repository,
     sessions: Arc<SessionCache>,
+    keys: Arc<KeyStore>,
     clock: SharedClock,
     settings: FeedSettings,
-    live: broadcast::Sender<Arc<RevocationEvent>>,
+    live: broadcast::Sender<Arc<LiveItem>>,
     wake: Notify,
     subscribers: AtomicUsize,
     /// Names this replica in announcements.
@@ -115,6 +161,7 @@ impl RevocationFeed {
     pub fn new(
         repository: Repository,
         sessions: Arc<SessionCache>,
+        keys: Arc<KeyStore>,
         clock: SharedClock,
         settings: FeedSettings,
         latest: u64,
@@ -123,6 +170,7 @@ impl RevocationFeed {
         Arc::new(Self {
             repository,
             sessions,
+            keys,
             clock,
             settings,
             live,
@@ -168,11 +216,15 @@ impl RevocationFeed {
         let live = self.live.subscribe();
         let bounds = self.repository.cursor_bounds().await?;
         let start = subscriber::Start::choose(request, bounds)?;
+        // Read after the bounds: a change missing from this set has its
+        // event after them, so the stream carries it.
+        self.keys.reload().await?;
+        let jwks = self.keys.jwks();
         let (sender, receiver) = mpsc::channel(SUBSCRIBER_BUFFER);
         let feed = self.clone();
         crate::metrics::stream_subscribers(feed.subscribers.fetch_add(1, Ordering::Relaxed) + 1);
         tokio::spawn(async move {
-            let ended = subscriber::run(&feed, live, start, &sender).await;
+            let ended = subscriber::run(&feed, live, start, jwks, &sender).await;
             crate::metrics::stream_subscribers(feed.subscribers.fetch_sub(1, Ordering::Relaxed) - 1);
             if let Err(error) = ended {
                 debug!(error = %error, "revocation subscription ended");
@@ -223,25 +275,36 @@ impl RevocationFeed {
         }
     }
 
-    /// Applies to the cache and fans out every event after `published`.
-    async fn publish_new_events(&self, published: &mut u64) -> Result<(), RepositoryError> {
+    /// Applies to the cache (or to the keys) and fans out every event after
+    /// `published`, one at a time, so that a failed key reload is retried
+    /// from that event.
+    async fn publish_new_events(&self, published: &mut u64) -> Result<(), FeedError> {
         loop {
             let events = self.repository.events_after(*published, PAGE_SIZE).await?;
-            for event in &events {
-                match event.token_id {
-                    None => self.sessions.mark_revoked(event.session_id),
-                    Some(token) => self.sessions.retire(event.session_id, token),
-                }
-            }
             let full = events.len() as u64 == PAGE_SIZE;
-            let Some(last) = events.last().map(|event| event.cursor) else {
-                return Ok(());
-            };
             for event in events {
+                let cursor = event.cursor();
+                let item = match event {
+                    OutboxEvent::Revoked(event) => {
+                        match event.token_id {
+                            None => self.sessions.mark_revoked(event.session_id),
+                            Some(token) => self.sessions.retire(event.session_id, token),
+                        }
+                        LiveItem::Revoked(event)
+                    }
+                    OutboxEvent::KeySetChanged { cursor, change, .. } => {
+                        self.keys.reload().await?;
+                        debug!(cursor, change = change.as_str(), "key set changed; reloaded the keys");
+                        LiveItem::KeySet {
+                            cursor,
+                            jwks: self.keys.jwks(),
+                        }
+                    }
+                };
                 // No subscriber is not an error.
-                let _ = self.live.send(Arc::new(event));
+                let _ = self.live.send(Arc::new(item));
+                *published = cursor;
             }
-            *published = last;
             if !full {
                 return Ok(());
             }

@@ -1,5 +1,6 @@
-//! One subscription: snapshot or catch-up from the database, then the live
-//! broadcast, with heartbeats on an idle stream.
+//! One subscription: the current key set, then the snapshot or the catch-up
+//! from the database, then the live broadcast, with heartbeats on an idle
+//! stream.
 
 use std::sync::Arc;
 
@@ -11,9 +12,9 @@ use tokio::{
     time::{Instant, MissedTickBehavior, interval_at},
 };
 
-use super::{FeedError, PAGE_SIZE, RevocationFeed};
+use super::{FeedError, LiveItem, PAGE_SIZE, RevocationFeed};
 use crate::{
-    domain::{RevocationEvent, RevocationReason, Session, Successor},
+    domain::{OutboxEvent, RevocationEvent, RevocationReason, Session, Successor},
     repository::CursorBounds,
 };
 
@@ -30,6 +31,13 @@ pub struct WatchRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FeedItem {
     Revoked(RevocationEvent),
+    /// The whole current key set (a JWK set, RFC 7517 JSON): first on every
+    /// stream (its cursor then is where the stream starts), and again at
+    /// every change of the keys (with the change's cursor).
+    KeySet {
+        cursor: u64,
+        jwks: Arc<str>,
+    },
     /// Live events continue after `cursor`.
     SnapshotEnd {
         cursor: u64,
@@ -44,7 +52,7 @@ type Sender = mpsc::Sender<Result<FeedItem, FeedError>>;
 
 /// What woke a subscriber following the broadcast.
 enum Next {
-    Event(Arc<RevocationEvent>),
+    Event(Arc<LiveItem>),
     /// Behind the broadcast, or a gap: back to the database.
     CatchUp,
     Heartbeat,
@@ -63,6 +71,15 @@ pub(super) enum Start {
 }
 
 impl Start {
+    /// Where the stream stands once it begins: the cursor its first item,
+    /// the key set, carries.
+    pub(super) fn position(self) -> u64 {
+        match self {
+            Self::Snapshot { through, .. } => through,
+            Self::After(cursor) => cursor,
+        }
+    }
+
     pub(super) fn choose(request: WatchRequest, bounds: CursorBounds) -> Result<Self, FeedError> {
         if request.include_snapshot {
             return Ok(Self::Snapshot {
@@ -86,15 +103,22 @@ impl Start {
 }
 
 /// Runs until the client goes away or the subscription must end. `live` was
-/// subscribed before the cursor bounds were read, so nothing published since
-/// is missed.
+/// subscribed before the cursor bounds were read, and `jwks` read after
+/// them, so nothing published since is missed: a key-set change not in
+/// `jwks` has its event after the start.
 pub(super) async fn run(
     feed: &RevocationFeed,
-    mut live: broadcast::Receiver<Arc<RevocationEvent>>,
+    mut live: broadcast::Receiver<Arc<LiveItem>>,
     start: Start,
+    jwks: Arc<str>,
     sender: &Sender,
 ) -> Result<(), FeedError> {
     let mut shutdown = feed.shutdown.subscribe();
+    let first = FeedItem::KeySet {
+        cursor: start.position(),
+        jwks,
+    };
+    send(sender, &mut shutdown, first).await?;
     let mut last_sent = match start {
         Start::Snapshot { through, per_session } => {
             if per_session {
@@ -117,8 +141,19 @@ pub(super) async fn run(
             let page = feed.repository.events_after(last_sent, PAGE_SIZE).await?;
             let full = page.len() as u64 == PAGE_SIZE;
             for event in page {
-                last_sent = event.cursor;
-                send(sender, &mut shutdown, FeedItem::Revoked(event)).await?;
+                last_sent = event.cursor();
+                let item = match event {
+                    OutboxEvent::Revoked(event) => FeedItem::Revoked(event),
+                    // The key set as it is now: never older than the event.
+                    OutboxEvent::KeySetChanged { cursor, .. } => {
+                        feed.keys.reload().await?;
+                        FeedItem::KeySet {
+                            cursor,
+                            jwks: feed.keys.jwks(),
+                        }
+                    }
+                };
+                send(sender, &mut shutdown, item).await?;
                 heartbeat.reset();
             }
             if !full {
@@ -138,10 +173,10 @@ pub(super) async fn run(
                 _ = shutdown.wait_for(|stopped| *stopped) => return Err(FeedError::ShuttingDown),
             };
             match next {
-                Next::Event(event) if event.cursor <= last_sent => {}
-                Next::Event(event) if event.cursor == last_sent + 1 => {
-                    last_sent = event.cursor;
-                    send(sender, &mut shutdown, FeedItem::Revoked((*event).clone())).await?;
+                Next::Event(event) if event.cursor() <= last_sent => {}
+                Next::Event(event) if event.cursor() == last_sent + 1 => {
+                    last_sent = event.cursor();
+                    send(sender, &mut shutdown, event.to_item()).await?;
                     heartbeat.reset();
                 }
                 Next::Event(_) | Next::CatchUp => {

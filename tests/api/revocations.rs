@@ -487,7 +487,7 @@ async fn snapshot_of(
         match event.kind() {
             Kind::SnapshotEnd => return (entries, event),
             Kind::Revoked => entries.push(event),
-            Kind::Heartbeat | Kind::Unspecified => {}
+            Kind::Heartbeat | Kind::KeySet | Kind::Unspecified => {}
         }
     }
 }

@@ -47,6 +47,10 @@ pub enum TokenRejection {
     WrongIssuer,
     #[error("token is meant for another audience")]
     WrongAudience,
+    /// Signed by one of our keys, but not typed as an access token
+    /// (`typ: at+jwt`): another kind of JWT must never pass for one.
+    #[error("token is not typed as an access token (typ at+jwt)")]
+    WrongType,
 }
 
 /// The claims as they travel in the JWT. Field types are the strictness:

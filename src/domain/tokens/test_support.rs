@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use uuid::Uuid;
 
 use super::{Keyring, SigningKey, TokenClaims, TokenPolicy};
@@ -61,6 +62,22 @@ pub(super) fn raw_claims(now: i64) -> serde_json::Value {
     })
 }
 
+/// A header naming the keyring's signing key, typed as we type tokens.
 pub(super) fn header(keyring: &Keyring, alg: &str) -> serde_json::Value {
-    serde_json::json!({"alg": alg, "typ": "JWT", "kid": keyring.signing_kid()})
+    serde_json::json!({"alg": alg, "typ": "at+jwt", "kid": keyring.signing_kid(fixed_now())})
+}
+
+/// Signs the given header and claims text with `key`'s own algorithm,
+/// whatever the header says.
+pub(super) fn sign_text_with(header: &str, claims: &str, key: &SigningKey) -> AccessToken {
+    let message = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(claims));
+    let signature = URL_SAFE_NO_PAD.encode(key.sign(message.as_bytes()).unwrap());
+    AccessToken::issued(format!("{message}.{signature}"))
+}
+
+/// The `kid` in a token's header.
+pub(super) fn kid_of(token: &AccessToken) -> String {
+    let header = token.expose().split('.').next().unwrap();
+    let header: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).unwrap()).unwrap();
+    header["kid"].as_str().unwrap().to_owned()
 }

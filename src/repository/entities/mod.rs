@@ -8,5 +8,5 @@ pub mod revocation_cursor;
 pub mod revocation_events;
 pub mod security_cursor;
 pub mod sessions;
-pub mod signing_keys;
+pub mod token_keys;
 pub mod users;

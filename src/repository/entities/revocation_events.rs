@@ -1,4 +1,5 @@
-//! The `revocation_events` table: the revocation outbox.
+//! The `revocation_events` table: the outbox of revocations and key-set
+//! changes.
 
 use sea_orm::entity::prelude::*;
 
@@ -10,6 +11,9 @@ pub struct Model {
     /// `None` until the sequencer gives the event its place (PostgreSQL).
     #[sea_orm(unique)]
     pub cursor: Option<i64>,
+    /// `revocation` or `key_set`.
+    pub kind: String,
+    /// The nil UUID for a key-set change.
     pub session_id: Uuid,
     pub user_id: Uuid,
     pub token_id: Option<Uuid>,
