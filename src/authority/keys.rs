@@ -129,7 +129,8 @@ impl KeyStore {
             repository,
             clock,
             rotation: keys.rotation,
-            stored: keys.stored,
+            // Without a configured secret, only stored keys can sign.
+            stored: keys.stored || tokens.signing_secret.is_none(),
             encryption_key: keys.encryption_key.clone(),
             signing_secret,
             accepted_secrets,

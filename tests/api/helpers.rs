@@ -7,7 +7,7 @@ use token_authority::{
     authority::{Pause, Pauses},
     clock::ManualClock,
     config::{ApiKey, Config},
-    domain::{password_hash::Argon2Settings, throttle::ThrottlePolicy},
+    domain::{password_hash::Argon2Settings, throttle::ThrottlePolicy, tokens::SigningAlgorithm},
     proto::{
         self, token_authority_admin_client::TokenAuthorityAdminClient, token_authority_client::TokenAuthorityClient,
     },
@@ -50,6 +50,8 @@ pub struct TestApp {
     pub address: SocketAddr,
     /// Where `/metrics` is served, when the test asked for it.
     pub metrics_address: Option<SocketAddr>,
+    /// Where the HTTP listener (JWKS, discovery) is, when the test asked for it.
+    pub http_address: Option<SocketAddr>,
     /// Sends the service key unless a request carries its own `authorization`.
     pub client: Client,
     /// Sends nothing by itself: each call names its key (`admin_request`).
@@ -87,7 +89,11 @@ impl Default for TestConfig {
         };
         config.api_keys.admin = vec![ApiKey::new("test-admin", ADMIN_KEY)];
         config.api_keys.service = vec![ApiKey::new("test-service", SERVICE_KEY)];
+        // As Config reads JWT_SECRET without JWT_ALGORITHM: HS256 under the
+        // secret, no stored keys.
         config.tokens.signing_secret = Some(JWT_SECRET.into());
+        config.keys.stored = false;
+        config.keys.rotation.algorithm = SigningAlgorithm::Hs256;
         config.tokens.policy.leeway = Duration::ZERO;
         config.argon2 = Argon2Settings {
             memory_kib: 64,
@@ -132,6 +138,19 @@ impl TestConfig {
     pub fn pauses(mut self, pauses: Pauses) -> Self {
         self.pauses = pauses;
         self
+    }
+
+    /// Keys made, rotated and kept in the database, of `algorithm`, re-read
+    /// every 100 ms (so that tests which move the clock see a due rotation
+    /// soon), and an HTTP listener for the JWKS.
+    pub fn stored_keys(self, algorithm: SigningAlgorithm) -> Self {
+        self.configure(|config| {
+            config.tokens.signing_secret = None;
+            config.keys.stored = true;
+            config.keys.rotation.algorithm = algorithm;
+            config.keys.refresh_interval = Duration::from_millis(100);
+            config.http.address = Some("127.0.0.1:0".parse().expect("an address"));
+        })
     }
 
     /// The rotation grace period, in whole seconds.
@@ -213,6 +232,7 @@ impl TestApp {
             .expect("the application builds");
         let address = application.local_addr();
         let metrics_address = application.metrics_addr();
+        let http_address = application.http_addr();
         let (shutdown, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(application.run_until_stopped(async {
             let _ = stopped.await;
@@ -228,6 +248,7 @@ impl TestApp {
         Self {
             address,
             metrics_address,
+            http_address,
             client: TokenAuthorityClient::with_interceptor(channel.clone(), ServiceKey),
             admin: TokenAuthorityAdminClient::new(channel.clone()),
             channel,
@@ -353,12 +374,23 @@ impl TestApp {
 }
 
 impl TestApp {
-    /// Opens a revocation stream with the service key.
+    /// Opens a revocation stream with the service key, past its first
+    /// message (the key set, which every stream starts with).
     pub async fn watch(
         &mut self,
         after_cursor: u64,
         include_snapshot: bool,
     ) -> Result<Streaming<proto::RevocationEvent>, Status> {
+        self.watch_with_keys(after_cursor, include_snapshot).await.map(|(stream, _)| stream)
+    }
+
+    /// Opens a revocation stream; returns it and its first message, which
+    /// must be the current key set.
+    pub async fn watch_with_keys(
+        &mut self,
+        after_cursor: u64,
+        include_snapshot: bool,
+    ) -> Result<(Streaming<proto::RevocationEvent>, proto::RevocationEvent), Status> {
         let request = with_key(
             proto::WatchRevocationsRequest {
                 after_cursor,
@@ -367,7 +399,19 @@ impl TestApp {
             },
             SERVICE_KEY,
         );
-        self.client.watch_revocations(request).await.map(tonic::Response::into_inner)
+        let mut stream = self.client.watch_revocations(request).await?.into_inner();
+        let first = tokio::time::timeout(Duration::from_secs(60), stream.message())
+            .await
+            .expect("the key set comes first, at once")?
+            .expect("the stream stays open");
+        assert_eq!(first.kind(), proto::RevocationEventKind::KeySet, "every stream starts with the key set");
+        Ok((stream, first))
+    }
+
+    /// The server's JWKS, from GetJwks.
+    pub async fn jwks(&mut self) -> serde_json::Value {
+        let response = self.client.get_jwks(proto::GetJwksRequest {}).await.expect("GetJwks answers").into_inner();
+        serde_json::from_str(&response.jwks).expect("a JSON JWK set")
     }
 
     /// Waits until the outbox has handed out cursor `cursor`. On PostgreSQL
@@ -396,7 +440,7 @@ impl TestApp {
     }
 }
 
-/// The next `count` revocations (heartbeats skipped), failing the test if
+/// The next `count` revocations (heartbeats and key sets skipped), failing the test if
 /// they do not come within a generous bound (a hang detector, not a timer).
 pub async fn next_revocations(
     stream: &mut Streaming<proto::RevocationEvent>,
@@ -406,7 +450,7 @@ pub async fn next_revocations(
     tokio::time::timeout(Duration::from_secs(60), async {
         while events.len() < count {
             let event = stream.message().await.expect("the stream stays healthy").expect("the stream stays open");
-            if event.kind() != proto::RevocationEventKind::Heartbeat {
+            if !matches!(event.kind(), proto::RevocationEventKind::Heartbeat | proto::RevocationEventKind::KeySet) {
                 events.push(event);
             }
         }
@@ -617,6 +661,54 @@ pub fn header_of(token: &str) -> serde_json::Value {
     use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
     let header = token.split('.').next().expect("a JWT has three parts");
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(header).expect("base64url")).expect("JSON header")
+}
+
+/// A plain HTTP/1.1 GET: the status code, the headers (names in lower
+/// case) and the body.
+pub async fn http_get(address: SocketAddr, path: &str) -> (u16, std::collections::HashMap<String, String>, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut connection = tokio::net::TcpStream::connect(address).await.expect("the HTTP listener accepts");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    connection.write_all(request.as_bytes()).await.expect("the request is sent");
+    let mut response = String::new();
+    connection.read_to_string(&mut response).await.expect("an answer");
+    let (head, body) = response.split_once("\r\n\r\n").expect("a head and a body");
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|line| line.split(' ').nth(1))
+        .and_then(|code| code.parse().ok())
+        .expect("a status");
+    let headers = lines
+        .filter_map(|line| line.split_once(':'))
+        .map(|(name, value)| (name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+        .collect();
+    (status, headers, body.to_owned())
+}
+
+/// The `kid`s of a JWK set, in its order.
+pub fn kids(jwks: &serde_json::Value) -> Vec<String> {
+    jwks["keys"]
+        .as_array()
+        .expect("a keys array")
+        .iter()
+        .map(|jwk| jwk["kid"].as_str().expect("a kid").to_owned())
+        .collect()
+}
+
+/// Polls `condition` until it holds, failing after a generous bound: for
+/// what a background task does on its own schedule (a hang detector, not a
+/// timer).
+pub async fn eventually<F, Fut>(what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !condition().await {
+        assert!(tokio::time::Instant::now() < deadline, "{what} did not happen");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 pub fn seconds(timestamp: &Option<prost_types::Timestamp>) -> i64 {

@@ -7,6 +7,7 @@ use token_authority::{
     clock::Clock,
     domain::{
         ClientContext, Session, UserId, Username,
+        tokens::SigningAlgorithm,
         audit::{AuditKind, AuditQuery, AuditRecord},
     },
     proto::{self, VerifyReason},
@@ -46,6 +47,7 @@ async fn login_issues_a_24_hour_token_for_a_new_session() {
     assert!(claims["jti"].is_string());
     let header = header_of(&login.access_token);
     assert_eq!(header["alg"], "HS256");
+    assert_eq!(header["typ"], "at+jwt", "explicitly typed (RFC 9068)");
     assert!(header["kid"].as_str().unwrap().starts_with("hs256-"));
 }
 
@@ -206,7 +208,7 @@ async fn a_login_with_outdated_argon2_parameters_upgrades_the_hash() {
 
 #[tokio::test]
 async fn sessions_and_tokens_survive_a_restart() {
-    let mut app = TestConfig::default().configure(|config| config.tokens.signing_secret = None).spawn().await;
+    let mut app = TestConfig::default().stored_keys(SigningAlgorithm::EdDsa).spawn().await;
     let login = app.user_with_session("alice").await;
 
     let mut app = app.restart().await;

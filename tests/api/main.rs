@@ -11,6 +11,7 @@ mod database_files;
 mod grpcurl;
 mod health;
 mod helpers;
+mod keys;
 mod limits;
 mod login;
 mod logout;
