@@ -355,6 +355,7 @@ rpc_methods! {
     "/tokenauthority.v1.TokenAuthority/ChangePassword" => "TokenAuthority/ChangePassword",
     "/tokenauthority.v1.TokenAuthority/ListSessions" => "TokenAuthority/ListSessions",
     "/tokenauthority.v1.TokenAuthority/WatchRevocations" => "TokenAuthority/WatchRevocations",
+    "/tokenauthority.v1.TokenAuthority/GetJwks" => "TokenAuthority/GetJwks",
     "/tokenauthority.v1.TokenAuthorityAdmin/CreateUser" => "TokenAuthorityAdmin/CreateUser",
     "/tokenauthority.v1.TokenAuthorityAdmin/SetUserDisabled" => "TokenAuthorityAdmin/SetUserDisabled",
     "/tokenauthority.v1.TokenAuthorityAdmin/RevokeSession" => "TokenAuthorityAdmin/RevokeSession",
@@ -498,6 +499,6 @@ mod tests {
                 }
             }
         }
-        assert_eq!(methods, 19);
+        assert_eq!(methods, 20);
     }
 }
