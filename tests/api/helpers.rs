@@ -153,6 +153,23 @@ impl TestConfig {
         })
     }
 
+    /// Stored EdDSA keys rotating every 10 days, published an hour ahead;
+    /// tokens live an hour (two with remember-me), so a key is deleted two
+    /// hours after it retires. Revocations (and key sets) are polled every
+    /// 100 ms.
+    pub fn rotating_keys() -> Self {
+        const HOUR: Duration = Duration::from_secs(3600);
+        Self::default().stored_keys(SigningAlgorithm::EdDsa).configure(|config| {
+            config.tokens.lifetimes.standard = HOUR;
+            config.tokens.lifetimes.remember_me = 2 * HOUR;
+            config.tokens.lifetimes.refresh_window = Duration::from_secs(600);
+            config.keys.rotation.interval = 10 * 24 * HOUR;
+            config.keys.rotation.publish_ahead = HOUR;
+            config.keys.rotation.retention = 2 * HOUR;
+            config.revocations.poll_interval = Duration::from_millis(100);
+        })
+    }
+
     /// The rotation grace period, in whole seconds.
     pub fn rotation_grace(self, seconds: u64) -> Self {
         self.configure(|config| config.tokens.lifetimes.rotation_grace = Duration::from_secs(seconds))

@@ -33,23 +33,12 @@ fn kid_of(token: &str) -> String {
     header_of(token)["kid"].as_str().expect("a kid").to_owned()
 }
 
-/// Stored EdDSA keys rotating every 10 days, published an hour ahead;
-/// tokens live an hour (two with remember-me), so a key is deleted two
-/// hours after it retires.
 fn rotating() -> TestConfig {
-    TestConfig::default().stored_keys(SigningAlgorithm::EdDsa).configure(|config| {
-        config.tokens.lifetimes.standard = HOUR;
-        config.tokens.lifetimes.remember_me = 2 * HOUR;
-        config.tokens.lifetimes.refresh_window = Duration::from_secs(600);
-        config.keys.rotation.interval = 10 * DAY;
-        config.keys.rotation.publish_ahead = HOUR;
-        config.keys.rotation.retention = 2 * HOUR;
-        config.revocations.poll_interval = Duration::from_millis(100);
-    })
+    TestConfig::rotating_keys()
 }
 
 /// The kids GetJwks publishes, on a client of its own (to poll with).
-async fn published(app: &TestApp) -> Vec<String> {
+pub(crate) async fn published(app: &TestApp) -> Vec<String> {
     let mut client = app.client.clone();
     let response = client.get_jwks(proto::GetJwksRequest {}).await.expect("GetJwks answers").into_inner();
     kids(&serde_json::from_str(&response.jwks).expect("JSON"))
@@ -69,7 +58,7 @@ async fn next_key_set(stream: &mut tonic::Streaming<proto::RevocationEvent>) -> 
     .expect("a key set arrives")
 }
 
-fn jwks_kids(event: &proto::RevocationEvent) -> Vec<String> {
+pub(crate) fn jwks_kids(event: &proto::RevocationEvent) -> Vec<String> {
     kids(&serde_json::from_str(&event.jwks).expect("a JSON JWK set"))
 }
 

@@ -5,21 +5,27 @@
 //! These need PostgreSQL; tests/run.sh provides it. On SQLite (plain
 //! `cargo test`) they say so and return.
 
-use std::{collections::BTreeSet, time::Duration};
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use futures::future::join_all;
 use token_authority::{
-    domain::SessionId,
-    proto::{self, VerifyReason},
+    clock::Clock,
+    domain::{KeySetChange, OutboxEvent, SessionId, Timestamp},
+    proto::{self, RevocationEventKind, VerifyReason},
 };
 use tonic::{Code, transport::Channel};
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
 
 use crate::{
     helpers::{
-        PASSWORD, SERVICE_KEY, TestApp, TestConfig, create_postgres_database, login_on, next_revocations,
-        postgres_server, reason, refresh_on, sleep, with_key,
+        PASSWORD, SERVICE_KEY, TestApp, TestConfig, claims_of, create_postgres_database, eventually, header_of,
+        login_on, next_revocations, postgres_server, reason, refresh_on, sleep, with_key,
     },
+    keys::{jwks_kids, published},
     postgres::PrivatePostgres,
 };
 
@@ -391,4 +397,174 @@ async fn sslmode_require_is_enforced_against_a_server_without_tls() {
 
     let refused = tls.ping().await.expect_err("the test server offers no TLS, so nothing connects");
     assert!(matches!(refused, token_authority::repository::RepositoryError::Unavailable(_)), "{refused:?}");
+}
+
+/// What a subscriber has heard of the key set: each kid with the (test)
+/// time it was first announced, and the latest set.
+#[derive(Default)]
+struct HeardKeys {
+    first_heard: HashMap<String, Timestamp>,
+    latest: Vec<String>,
+}
+
+/// Two replicas on one database and clock, through two scheduled rotations,
+/// the clock moved in quarter hours around each: at every step each replica
+/// publishes exactly the keys the schedule says, every token signed so far
+/// verifies on both until it expires, a subscriber has heard of each key
+/// before the first token signed with it, and the rotation happens once.
+#[tokio::test]
+async fn rotation_on_two_replicas_follows_the_schedule_and_never_fails_a_token() {
+    require_postgres!();
+    const QUARTER: Duration = Duration::from_secs(900);
+    const HOUR: Duration = Duration::from_secs(3600);
+    const INTERVAL: Duration = Duration::from_secs(10 * 24 * 3600);
+    let mut apps = replicas(2, TestConfig::rotating_keys).await;
+    let clock = apps[0].clock.clone();
+    let start = clock.now();
+    apps[0].create_user("alice", PASSWORD, &[]).await;
+    let repository = apps[0].repository().await;
+    let first = repository.load_keys().await.unwrap();
+    assert_eq!(first.len(), 1, "one first key, whichever replica made it");
+    let first = first[0].info.kid.clone();
+
+    // A subscriber on the replica that did not necessarily make the keys.
+    let (mut stream, opening) = apps[1].watch_with_keys(0, false).await.unwrap();
+    let heard = Arc::new(Mutex::new(HeardKeys::default()));
+    let record = |heard: &Mutex<HeardKeys>, event: &proto::RevocationEvent, at: Timestamp| {
+        let mut heard = heard.lock().unwrap();
+        heard.latest = jwks_kids(event);
+        for kid in heard.latest.clone() {
+            heard.first_heard.entry(kid).or_insert(at);
+        }
+    };
+    record(&heard, &opening, clock.now());
+    let listener = tokio::spawn({
+        let (heard, clock) = (heard.clone(), clock.clone());
+        async move {
+            while let Some(event) = stream.message().await.expect("the stream stays healthy") {
+                if event.kind() == RevocationEventKind::KeySet {
+                    record(&heard, &event, clock.now());
+                }
+            }
+        }
+    });
+
+    // Generation n (from 1) is published an hour before it signs, at
+    // start + (n - 1) * INTERVAL (the first at once), and deleted two hours
+    // (the longest token lifetime) after its successor signs.
+    let expected_published = |now: Timestamp| -> Vec<u32> {
+        (1..=3u32)
+            .filter(|generation| {
+                let signs_from = start.plus(INTERVAL * (generation - 1));
+                let published = if *generation == 1 {
+                    start
+                } else {
+                    signs_from.minus(HOUR)
+                };
+                let deleted = signs_from.plus(INTERVAL).plus(2 * HOUR);
+                published <= now && now < deleted
+            })
+            .collect()
+    };
+    let mut steps = vec![Duration::ZERO];
+    for rotation in 1..=2u32 {
+        let around = INTERVAL * rotation - 2 * HOUR;
+        steps.extend((0..=20).map(|quarter| around + QUARTER * quarter));
+    }
+
+    let mut generations: HashMap<u32, String> = HashMap::from([(1, first.clone())]);
+    let mut tokens: Vec<(String, String, i64)> = Vec::new();
+    let mut first_signed: HashMap<String, Timestamp> = HashMap::new();
+    for step in steps {
+        clock.advance(step - start.until(clock.now()));
+        let now = clock.now();
+        let wanted = expected_published(now);
+
+        // Both replicas publish what the schedule says, and the subscriber
+        // has heard it (milliseconds, in real time, against the hour ahead).
+        eventually("both replicas publish the scheduled keys", || async {
+            let mut sets = Vec::new();
+            for app in &apps {
+                sets.push(published(app).await);
+            }
+            sets.iter().all(|set| set.len() == wanted.len() && sets[0] == *set)
+        })
+        .await;
+        let set = published(&apps[0]).await;
+        let keys = repository.load_keys().await.unwrap();
+        for key in &keys {
+            generations.entry(key.info.generation as u32).or_insert_with(|| key.info.kid.clone());
+        }
+        let wanted_kids: Vec<String> = wanted.iter().map(|generation| generations[generation].clone()).collect();
+        let mut sorted = set.clone();
+        sorted.sort();
+        let mut wanted_sorted = wanted_kids.clone();
+        wanted_sorted.sort();
+        assert_eq!(sorted, wanted_sorted, "at {:?} after the start", start.until(now));
+        assert_eq!(keys.len(), wanted.len(), "retired keys are deleted after their time, not before");
+        eventually("the subscriber hears the current set", || async {
+            let mut latest = heard.lock().unwrap().latest.clone();
+            latest.sort();
+            latest == wanted_sorted
+        })
+        .await;
+
+        // Tokens signed now, on either replica, standard and remembered.
+        for index in 0..2 {
+            let login = apps[index].login("alice", PASSWORD).await.unwrap();
+            let remembered = apps[1 - index].login_remembered("alice").await;
+            for token in [login.access_token, remembered.access_token] {
+                let kid = header_of(&token)["kid"].as_str().unwrap().to_owned();
+                first_signed.entry(kid.clone()).or_insert(now);
+                let expires = claims_of(&token)["exp"].as_i64().unwrap();
+                tokens.push((token, kid, expires));
+            }
+        }
+
+        // Every token signed so far verifies on both replicas until it
+        // expires; then it is told apart as expired (once, and dropped), or
+        // as signed by no known key when its key went in the same step.
+        for (token, kid, expires) in &tokens {
+            let wanted = if *expires >= now.as_unix_seconds() {
+                VerifyReason::Ok
+            } else if set.contains(kid) {
+                VerifyReason::Expired
+            } else {
+                VerifyReason::BadSignature
+            };
+            for app in &mut apps {
+                assert_eq!(reason(&app.verify(token).await), wanted, "at {:?}", start.until(now));
+            }
+        }
+        tokens.retain(|(_, _, expires)| *expires >= now.as_unix_seconds());
+    }
+
+    // Each key signed for the first time at its scheduled moment, and had
+    // been announced to the subscriber at least an hour before.
+    assert_eq!(generations.len(), 3);
+    let heard = heard.lock().unwrap();
+    for generation in 2..=3u32 {
+        let kid = &generations[&generation];
+        assert_eq!(first_signed[kid], start.plus(INTERVAL * (generation - 1)), "generation {generation}");
+        let announced = heard.first_heard[kid];
+        assert!(announced.plus(HOUR) <= first_signed[kid], "generation {generation} heard of an hour ahead");
+    }
+    drop(heard);
+    listener.abort();
+
+    // Racing maintenance on two replicas made each rotation once: one key
+    // and one key-set event per generation.
+    let events = {
+        repository.sequence_events(1000).await.unwrap();
+        repository.events_after(0, 1000).await.unwrap()
+    };
+    let changes: Vec<KeySetChange> = events
+        .iter()
+        .filter_map(|event| match event {
+            OutboxEvent::KeySetChanged { change, .. } => Some(*change),
+            OutboxEvent::Revoked(_) => None,
+        })
+        .collect();
+    use KeySetChange::{Deleted, Published};
+    assert_eq!(changes, [Published, Published, Deleted, Published, Deleted]);
 }
