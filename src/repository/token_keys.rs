@@ -70,7 +70,7 @@ impl Repository {
             return Ok(false);
         }
         token_keys::Entity::update_many()
-            .col_expr(token_keys::Column::RetiresAt, Expr::val(key.activates_at.as_millis()).into())
+            .col_expr(token_keys::Column::RetiresAt, Expr::val(key.activates_at.as_millis()))
             .filter(token_keys::Column::Generation.lt(key.generation))
             .filter(token_keys::Column::RetiresAt.is_null())
             .exec(&*transaction)
@@ -101,7 +101,7 @@ impl Repository {
             KeyReplacement::None => {}
             KeyReplacement::ActivateNext { kid: next } => {
                 let activated = token_keys::Entity::update_many()
-                    .col_expr(token_keys::Column::ActivatesAt, Expr::val(now.as_millis()).into())
+                    .col_expr(token_keys::Column::ActivatesAt, Expr::val(now.as_millis()))
                     .filter(token_keys::Column::Kid.eq(next.as_str()))
                     .filter(token_keys::Column::ActivatesAt.gt(now.as_millis()))
                     .exec(&*transaction)
@@ -152,8 +152,8 @@ impl Repository {
     pub async fn seal_key(&self, kid: &str, sealed: &SealedKey, now: Timestamp) -> Result<bool, RepositoryError> {
         let transaction = self.begin_write().await?;
         let updated = token_keys::Entity::update_many()
-            .col_expr(token_keys::Column::PrivateKey, Expr::val(sealed.bytes.clone()).into())
-            .col_expr(token_keys::Column::Sealing, Expr::val(sealed.sealing.as_str()).into())
+            .col_expr(token_keys::Column::PrivateKey, Expr::val(sealed.bytes.clone()))
+            .col_expr(token_keys::Column::Sealing, Expr::val(sealed.sealing.as_str()))
             .filter(token_keys::Column::Kid.eq(kid))
             .filter(token_keys::Column::Sealing.eq(Sealing::None.as_str()))
             .exec(&*transaction)
