@@ -29,7 +29,7 @@ pub async fn run(command: Command) -> anyhow::Result<()> {
         Command::User {
             command: UserCommand::Create(args),
         } => create_user(args).await,
-        Command::Keys { command } => keys(command).await,
+        Command::Keys { command } => keys(*command).await,
     }
 }
 

@@ -41,8 +41,7 @@ use crate::{
     clock::SharedClock,
     domain::{
         AccessToken, ClientContext, Revocation, RevocationReason, Session, SessionId, Timestamp, TokenId,
-        TokenLifetimes, TokenStanding, UserId,
-        tokens::TokenClaims,
+        TokenLifetimes, TokenStanding, UserId, tokens::TokenClaims,
     },
     metrics,
     repository::{Repository, Rotation},

@@ -47,7 +47,7 @@ pub enum Command {
     /// Lists, rotates and removes the signing keys kept in the database.
     Keys {
         #[command(subcommand)]
-        command: KeysCommand,
+        command: Box<KeysCommand>,
     },
 }
 

@@ -427,10 +427,14 @@ async fn an_emergency_removal_stops_the_keys_tokens_at_once() {
         let mut client = app.client.clone();
         let token = login.access_token.clone();
         async move {
-            let verdict = client.verify(proto::VerifyRequest {
+            let verdict = client
+                .verify(proto::VerifyRequest {
                     access_token: token,
                     client: None,
-                }).await.unwrap().into_inner();
+                })
+                .await
+                .unwrap()
+                .into_inner();
             verdict.reason() == VerifyReason::BadSignature
         }
     })

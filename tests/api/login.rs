@@ -7,8 +7,8 @@ use token_authority::{
     clock::Clock,
     domain::{
         ClientContext, Session, UserId, Username,
-        tokens::SigningAlgorithm,
         audit::{AuditKind, AuditQuery, AuditRecord},
+        tokens::SigningAlgorithm,
     },
     proto::{self, VerifyReason},
     repository::{DatabaseConfig, LoginWrites, Repository},
