@@ -198,8 +198,36 @@ async fn main() -> anyhow::Result<()> {
             async || tls_generator.verify(&tls_channels, slice(spec), shape).await,
         )
         .await?;
-        report.verify_against_health_over_tls(&verify_one, &health, shape);
+        report.verify_variant_against_health("over TLS", &verify_one, &health, shape);
         tls_server.stop().await?;
+    }
+
+    {
+        // A fresh deployment signs with EdDSA. Verify checks a token's
+        // signature the first time it meets it, then remembers it; a repeated
+        // token is what a busy backend sends.
+        seed::seed(&database("eddsa.db"), 1).await?;
+        let eddsa_server = Server::start_stored_keys(&database("eddsa.db"), &workspace.join("eddsa.log")).await?;
+        let token = login_token(&eddsa_server).await?;
+        let eddsa_generator = Generator::choose(&eddsa_server, token);
+        for &shape in &args.shapes {
+            eprintln!("EdDSA: Health/Check against Verify, {} in flight: {shape}", shape.in_flight());
+            let spec = LoadSpec {
+                concurrency: shape.in_flight(),
+                ..spec
+            };
+            let eddsa_channels = eddsa_server.connections(shape.connections).await?;
+            eddsa_generator.health(&eddsa_channels, warm(spec), shape).await?;
+            eddsa_generator.verify(&eddsa_channels, warm(spec), shape).await?;
+            let (health, verify_one) = alternate(
+                rounds,
+                async || eddsa_generator.health(&eddsa_channels, slice(spec), shape).await,
+                async || eddsa_generator.verify(&eddsa_channels, slice(spec), shape).await,
+            )
+            .await?;
+            report.verify_variant_against_health("of an EdDSA token", &verify_one, &health, shape);
+        }
+        eddsa_server.stop().await?;
     }
 
     eprintln!("argon2 on every core against Login, {LIGHT_CONCURRENCY} in flight");
@@ -462,6 +490,18 @@ fn login_call() -> Call {
         };
         Box::pin(async move { client(channel).login(request).await.is_ok() })
     })
+}
+
+/// A token from a real Login on `server`, signed by its own key.
+async fn login_token(server: &Server) -> anyhow::Result<String> {
+    let channel = server.connections(1).await?.remove(0);
+    let request = proto::LoginRequest {
+        username: seed::LOGIN_USER.into(),
+        password: seed::PASSWORD.into(),
+        remember_me: false,
+        client: Some(client_context()),
+    };
+    Ok(client(channel).login(request).await?.into_inner().access_token)
 }
 
 /// The end user's client that Login and Refresh pass: the seeded sessions

@@ -132,17 +132,20 @@ impl Report {
         });
     }
 
-    pub fn verify_against_health_over_tls(&mut self, verify: &Stats, health: &Stats, shape: Shape) {
+    /// Verify on a server set up otherwise (TLS, asymmetric keys) against
+    /// Health/Check on that same server: `variant` names the setup.
+    pub fn verify_variant_against_health(&mut self, variant: &str, verify: &Stats, health: &Stats, shape: Shape) {
         let throughput = verify.per_second() / health.per_second();
         let p99 = verify.quantile_ms(0.99) / health.quantile_ms(0.99);
         self.rows.push(Row {
-            measured: format!("Verify over TLS, {} in flight: {shape}", shape.in_flight()),
+            measured: format!("Verify {variant}, {} in flight: {shape}", shape.in_flight()),
             result: load(verify),
-            floor: format!("Health/Check over TLS on the same server, same load: {}", load(health)),
+            floor: format!("Health/Check on the same server, same load: {}", load(health)),
             ratio: format!("throughput {throughput:.2}x, p99 {p99:.2}x"),
             target: "throughput >= 0.8x".into(),
             met: self.judge(throughput >= 0.8),
-            json: json!({"shape": {"connections": shape.connections, "streams_per_connection": shape.streams,
+            json: json!({"variant": variant,
+                "shape": {"connections": shape.connections, "streams_per_connection": shape.streams,
                     "in_flight": shape.in_flight()},
                 "verify": stats_json(verify), "health_check": stats_json(health),
                 "throughput_ratio": throughput, "p99_ratio": p99}),

@@ -46,6 +46,16 @@ impl TestCertificates {
     }
 }
 
+/// How the server signs its tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signing {
+    /// HS256 with [`JWT_SECRET`], which the benchmark also holds to sign
+    /// the seeded sessions' tokens.
+    Secret,
+    /// Its own EdDSA keys, kept in the database.
+    StoredKeys,
+}
+
 pub struct Server {
     child: Child,
     pub address: SocketAddr,
@@ -56,20 +66,27 @@ pub struct Server {
 impl Server {
     /// Starts `token-authority serve` on `database_url` with the default
     /// settings (argon2, session binding, auditing, the login throttle
-    /// included), logging to `log`.
+    /// included), signing HS256 with [`JWT_SECRET`], logging to `log`.
     pub async fn start(database_url: &str, log: &Path) -> anyhow::Result<Self> {
-        Self::start_with(database_url, log, None).await
+        Self::start_with(database_url, log, None, Signing::Secret).await
     }
 
     /// The same, serving TLS with `certificates`.
     pub async fn start_tls(database_url: &str, log: &Path, certificates: &TestCertificates) -> anyhow::Result<Self> {
-        Self::start_with(database_url, log, Some(certificates)).await
+        Self::start_with(database_url, log, Some(certificates), Signing::Secret).await
+    }
+
+    /// The same, without JWT_SECRET: the server makes and keeps its own
+    /// EdDSA keys in the database, as a fresh deployment does.
+    pub async fn start_stored_keys(database_url: &str, log: &Path) -> anyhow::Result<Self> {
+        Self::start_with(database_url, log, None, Signing::StoredKeys).await
     }
 
     async fn start_with(
         database_url: &str,
         log: &Path,
         certificates: Option<&TestCertificates>,
+        signing: Signing,
     ) -> anyhow::Result<Self> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let address: SocketAddr = format!("127.0.0.1:{port}").parse()?;
@@ -78,11 +95,13 @@ impl Server {
         if let Some(certificates) = certificates {
             command.env("TLS_CERT_FILE", &certificates.cert_file).env("TLS_KEY_FILE", &certificates.key_file);
         }
+        if signing == Signing::Secret {
+            command.env("JWT_SECRET", JWT_SECRET);
+        }
         let child = command
             .arg("serve")
             .env("LISTEN_ADDR", address.to_string())
             .env("DATABASE_URL", database_url)
-            .env("JWT_SECRET", JWT_SECRET)
             .env("ADMIN_API_KEYS", ADMIN_KEY)
             .env("SERVICE_API_KEYS", SERVICE_KEY)
             .env("LOG_FORMAT", "json")
