@@ -192,6 +192,7 @@ pub enum Shed {
     Deadline,
     /// The caller held MAX_REVOCATION_STREAMS_PER_CALLER streams.
     RevocationStreams,
+    SecurityStreams,
 }
 
 impl Shed {
@@ -200,6 +201,7 @@ impl Shed {
             Self::Concurrency => "concurrency",
             Self::Deadline => "deadline",
             Self::RevocationStreams => "revocation_streams",
+            Self::SecurityStreams => "security_streams",
         }
     }
 }

@@ -48,8 +48,12 @@ impl SecurityFeed {
         after_cursor: u64,
     ) -> Result<ReceiverStream<Result<AuditEntry, FeedError>>, FeedError> {
         let news = self.news.subscribe();
+        let latest = self.repository.latest_security_cursor().await?;
         let start = match after_cursor {
-            0 => self.repository.latest_security_cursor().await?,
+            0 => latest,
+            // A cursor this server never handed out: waiting for it would
+            // look like a quiet stream forever.
+            cursor if cursor > latest => return Err(FeedError::CursorAhead { cursor, latest }),
             cursor => cursor,
         };
         let (sender, receiver) = mpsc::channel(SUBSCRIBER_BUFFER);

@@ -23,7 +23,7 @@ use crate::{
     config::{CleanupConfig, Config, Limits},
     domain::password_hash::Argon2Hasher,
     grpc::{
-        AdminService, CallLimitLayer, CallerAuth, CallerAuthLayer, StreamQuota, TokenAuthorityService,
+        AdminService, CallLimitLayer, CallerAuth, CallerAuthLayer, StreamKind, StreamQuota, TokenAuthorityService,
         proto::{
             token_authority_admin_server::TokenAuthorityAdminServer, token_authority_server::TokenAuthorityServer,
         },
@@ -254,12 +254,15 @@ impl Application {
         let token_authority = TokenAuthorityServer::new(TokenAuthorityService::new(
             self.authority.clone(),
             self.revocations.clone(),
-            StreamQuota::new(limits.max_revocation_streams_per_caller.get()),
+            StreamQuota::new(StreamKind::Revocations, limits.max_revocation_streams_per_caller.get()),
         ))
         .max_decoding_message_size(max_request);
-        let admin =
-            TokenAuthorityAdminServer::new(AdminService::new(self.authority.clone(), self.security_events.clone()))
-                .max_decoding_message_size(max_request);
+        let admin = TokenAuthorityAdminServer::new(AdminService::new(
+            self.authority.clone(),
+            self.security_events.clone(),
+            StreamQuota::new(StreamKind::SecurityEvents, limits.max_security_streams_per_caller.get()),
+        ))
+        .max_decoding_message_size(max_request);
         let (reflection_v1, reflection_v1alpha) = if self.reflection {
             (
                 Some(reflection().build_v1()?.max_decoding_message_size(max_request)),

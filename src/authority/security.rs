@@ -84,16 +84,23 @@ impl SecurityMonitor {
         }
         let mut recorded = self.recorded.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let since = now.minus(self.interval);
-        if recorded.len() >= REMEMBERED {
-            recorded.retain(|_, at| *at > since);
-        }
-        match recorded.get(&(kind, subject.clone())) {
-            Some(at) if *at > since => false,
-            _ => {
-                recorded.insert((kind, subject), now);
-                true
+        let key = (kind, subject);
+        match recorded.get(&key) {
+            Some(at) if *at > since => return false,
+            Some(_) => {}
+            None if recorded.len() >= REMEMBERED => {
+                recorded.retain(|_, at| *at > since);
+                // Still full: more distinct subjects within one interval
+                // than it keeps (a spread-out attack). The event is recorded,
+                // undeduplicated, rather than memory growing without bound.
+                if recorded.len() >= REMEMBERED {
+                    return true;
+                }
             }
+            None => {}
         }
+        recorded.insert(key, now);
+        true
     }
 }
 
@@ -171,6 +178,25 @@ mod tests {
         assert!(monitor.first_in_interval(kind, "t".into(), now), "another subject");
         assert!(monitor.first_in_interval(SecurityEventKind::BindingMismatch, "s".into(), now), "another kind");
         assert!(monitor.first_in_interval(kind, "s".into(), now.plus(Duration::from_secs(61))));
+    }
+
+    #[test]
+    fn memory_stays_bounded_however_many_subjects_come_within_one_interval() {
+        let monitor = SecurityMonitor::new(Duration::from_secs(60), Arc::new(Nobody));
+        let now = Timestamp::from_millis(1_000_000);
+        let kind = SecurityEventKind::FailedLoginsFromIp;
+        for subject in 0..REMEMBERED + 500 {
+            assert!(monitor.first_in_interval(kind, subject.to_string(), now), "each subject once");
+        }
+        let remembered = || monitor.recorded.lock().unwrap().len();
+        assert_eq!(remembered(), REMEMBERED);
+        assert!(!monitor.first_in_interval(kind, "0".into(), now), "the ones kept are still deduplicated");
+
+        // Once the interval has passed, the old entries make room.
+        let later = now.plus(Duration::from_secs(61));
+        assert!(monitor.first_in_interval(kind, "new".into(), later));
+        assert_eq!(remembered(), 1);
+        assert!(!monitor.first_in_interval(kind, "new".into(), later));
     }
 
     #[test]

@@ -259,6 +259,9 @@ pub struct LimitArgs {
     /// Revocation streams open at once per caller (key or client certificate name).
     #[arg(long, env = "MAX_REVOCATION_STREAMS_PER_CALLER", default_value = "256")]
     pub max_revocation_streams_per_caller: NonZeroUsize,
+    /// Security event streams (WatchSecurityEvents) open at once per admin.
+    #[arg(long, env = "MAX_SECURITY_STREAMS_PER_CALLER", default_value = "16")]
+    pub max_security_streams_per_caller: NonZeroUsize,
     /// An HTTP/2 ping goes out on a connection idle this long.
     #[arg(long, env = "HTTP2_KEEPALIVE_INTERVAL", default_value = "60s", value_parser = positive_duration)]
     pub http2_keepalive_interval: Duration,

@@ -9,7 +9,7 @@ use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
 use super::{
-    Access, Caller, convert,
+    Access, Caller, StreamQuota, convert,
     proto::{self, token_authority_admin_server::TokenAuthorityAdmin},
     token_authority::saturating_u32,
 };
@@ -22,13 +22,16 @@ use crate::{
 pub struct AdminService {
     authority: Arc<Authority>,
     security_events: Arc<SecurityFeed>,
+    /// Security event streams open per admin.
+    streams: Arc<StreamQuota>,
 }
 
 impl AdminService {
-    pub fn new(authority: Arc<Authority>, security_events: Arc<SecurityFeed>) -> Self {
+    pub fn new(authority: Arc<Authority>, security_events: Arc<SecurityFeed>, streams: Arc<StreamQuota>) -> Self {
         Self {
             authority,
             security_events,
+            streams,
         }
     }
 }
@@ -83,9 +86,19 @@ impl TokenAuthorityAdmin for AdminService {
         &self,
         request: Request<proto::WatchSecurityEventsRequest>,
     ) -> Result<Response<Self::WatchSecurityEventsStream>, Status> {
+        let admin = request
+            .extensions()
+            .get::<Caller>()
+            .map(|caller| caller.name.clone())
+            .ok_or_else(|| Status::unauthenticated("authorization: no admin credential was checked"))?;
+        let slot = self.streams.acquire(&admin)?;
         let after_cursor = request.into_inner().after_cursor;
         let entries = self.security_events.subscribe(after_cursor).await?;
-        let events = entries.map(|entry| entry.map(|entry| convert::security_event(&entry)).map_err(Status::from));
+        // The stream holds its slot until it ends.
+        let events = entries.map(move |entry| {
+            let _held = &slot;
+            entry.map(|entry| convert::security_event(&entry)).map_err(Status::from)
+        });
         Ok(Response::new(Box::pin(events)))
     }
 

@@ -131,15 +131,47 @@ where
     }
 }
 
-/// Revocation streams open per caller, each held by a [`StreamSlot`].
+/// Streams of one kind open per caller, each held by a [`StreamSlot`].
 pub struct StreamQuota {
+    kind: StreamKind,
     per_caller: usize,
     open: Mutex<HashMap<Arc<str>, usize>>,
 }
 
+/// The long-lived streams, each capped per caller by a setting of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKind {
+    Revocations,
+    SecurityEvents,
+}
+
+impl StreamKind {
+    fn setting(self) -> &'static str {
+        match self {
+            Self::Revocations => "MAX_REVOCATION_STREAMS_PER_CALLER",
+            Self::SecurityEvents => "MAX_SECURITY_STREAMS_PER_CALLER",
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Self::Revocations => "revocation streams",
+            Self::SecurityEvents => "security event streams",
+        }
+    }
+
+    fn shed(self) -> Shed {
+        match self {
+            Self::Revocations => Shed::RevocationStreams,
+            Self::SecurityEvents => Shed::SecurityStreams,
+        }
+    }
+}
+
 impl StreamQuota {
-    pub fn new(per_caller: usize) -> Arc<Self> {
+    pub fn new(kind: StreamKind, per_caller: usize) -> Arc<Self> {
         Arc::new(Self {
+            kind,
             per_caller,
             open: Mutex::new(HashMap::new()),
         })
@@ -150,10 +182,13 @@ impl StreamQuota {
         let mut open = self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let count = open.entry(caller.clone()).or_default();
         if *count >= self.per_caller {
-            metrics::call_shed(Shed::RevocationStreams);
+            metrics::call_shed(self.kind.shed());
             return Err(Status::resource_exhausted(format!(
-                "caller {:?} already holds MAX_REVOCATION_STREAMS_PER_CALLER ({}) revocation streams; close one first",
-                &**caller, self.per_caller
+                "caller {:?} already holds {} ({}) {}; close one first",
+                &**caller,
+                self.kind.setting(),
+                self.per_caller,
+                self.kind.what()
             )));
         }
         *count += 1;
@@ -188,7 +223,7 @@ mod tests {
 
     #[test]
     fn streams_are_capped_per_caller_and_freed_when_they_end() {
-        let quota = StreamQuota::new(2);
+        let quota = StreamQuota::new(StreamKind::Revocations, 2);
         let (billing, audit) = (Arc::from("billing"), Arc::from("audit"));
         let first = quota.acquire(&billing).unwrap();
         let _second = quota.acquire(&billing).unwrap();

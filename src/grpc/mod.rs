@@ -14,7 +14,7 @@ mod token_authority;
 
 pub use admin::AdminService;
 pub use auth::{Access, Caller, CallerAuth, CallerAuthLayer, Credential, PUBLIC, UNAUTHENTICATED};
-pub use limits::{CallLimitLayer, StreamQuota};
+pub use limits::{CallLimitLayer, StreamKind, StreamQuota};
 pub use token_authority::TokenAuthorityService;
 
 /// The generated code, for servers here and for clients (tests, tools).

@@ -58,7 +58,9 @@ pub enum FeedError {
         "after_cursor {cursor} is older than the retained history (events up to {pruned_through} were removed); reconnect with include_snapshot"
     )]
     CursorTooOld { cursor: u64, pruned_through: u64 },
-    #[error("after_cursor {cursor} is ahead of the latest event ({latest}); reconnect with include_snapshot")]
+    #[error(
+        "after_cursor {cursor} is ahead of the latest event ({latest}), so this server never sent it; reconnect with include_snapshot (WatchRevocations) or after_cursor 0 (WatchSecurityEvents)"
+    )]
     CursorAhead { cursor: u64, latest: u64 },
     #[error("the server is shutting down; reconnect with after_cursor set to the last cursor received")]
     ShuttingDown,

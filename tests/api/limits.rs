@@ -270,3 +270,36 @@ async fn a_peer_that_stops_answering_pings_is_disconnected() {
 
     assert!(closed.is_ok(), "the server closes a connection whose pings go unanswered");
 }
+
+#[tokio::test]
+async fn security_event_streams_are_capped_per_admin() {
+    let mut app = TestConfig::default()
+        .configure(|config| config.limits.max_security_streams_per_caller = NonZeroUsize::new(2).unwrap())
+        .spawn()
+        .await;
+    let first = app.watch_security(0).await;
+    let _second = app.watch_security(0).await;
+
+    let third = app
+        .admin
+        .watch_security_events(crate::helpers::admin_request(proto::WatchSecurityEventsRequest::default()))
+        .await;
+
+    assert_status(third, Code::ResourceExhausted, "MAX_SECURITY_STREAMS_PER_CALLER (2)");
+    drop(first);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let again = app
+            .admin
+            .watch_security_events(crate::helpers::admin_request(proto::WatchSecurityEventsRequest::default()))
+            .await;
+        match again {
+            Ok(_) => break,
+            Err(status) if status.code() == Code::ResourceExhausted => {
+                assert!(tokio::time::Instant::now() < deadline, "a closed stream frees its slot");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(status) => panic!("{status:?}"),
+        }
+    }
+}

@@ -118,6 +118,16 @@ async fn a_subscriber_resumes_after_its_cursor_and_ends_on_shutdown() {
 }
 
 #[tokio::test]
+async fn a_cursor_never_handed_out_is_out_of_range() {
+    let mut app = spawn_app().await;
+    let ahead = app
+        .admin
+        .watch_security_events(crate::helpers::admin_request(proto::WatchSecurityEventsRequest { after_cursor: 7 }))
+        .await;
+    assert_status(ahead, Code::OutOfRange, "after_cursor 7 is ahead of the latest event (0)");
+}
+
+#[tokio::test]
 async fn security_events_need_an_admin_key() {
     let mut app = spawn_app().await;
     let anonymous = app
