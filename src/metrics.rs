@@ -55,7 +55,7 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
 
 /// Serves `GET /metrics` on `listener`, and keeps the histograms' windows
 /// moving, until the task is stopped.
-pub async fn serve(listener: TcpListener, handle: PrometheusHandle) {
+pub async fn serve(listener: TcpListener, handle: PrometheusHandle, bounds: crate::http::HttpBounds) {
     let upkeep = {
         let handle = handle.clone();
         async move {
@@ -74,11 +74,7 @@ pub async fn serve(listener: TcpListener, handle: PrometheusHandle) {
         }),
     );
     tokio::select! {
-        served = axum::serve(listener, router) => {
-            if let Err(error) = served {
-                tracing::warn!(error = %error, "the metrics listener stopped");
-            }
-        }
+        () = crate::http::serve(listener, router, bounds, "metrics") => {}
         () = upkeep => {}
     }
 }

@@ -344,6 +344,11 @@ impl Application {
         http: Option<HttpEndpoint>,
     ) -> Supervisor {
         let mut supervisor = Supervisor::new();
+        // The HTTP and metrics listeners hold connections as the gRPC port does.
+        let http_bounds = http::HttpBounds {
+            max_connections: self.limits.http_max_connections.get(),
+            header_read_timeout: self.limits.request_timeout,
+        };
         supervisor.spawn("revocation follower", self.revocations.clone().follow());
         let feed = self.revocations.clone();
         // A change of the keys wakes the follower: it numbers the event
@@ -351,7 +356,7 @@ impl Application {
         supervisor.spawn("signing keys", self.keys.clone().maintain_periodically(move || feed.wake()));
         if let Some(endpoint) = http {
             info!(address = %endpoint.address, "serving HTTP: /.well-known/jwks.json, /.well-known/openid-configuration");
-            supervisor.spawn("HTTP listener", http::serve(endpoint.listener, endpoint.router));
+            supervisor.spawn("HTTP listener", http::serve(endpoint.listener, endpoint.router, http_bounds, "http"));
         }
         if let Some(listener) = self.revocations.listener() {
             supervisor.spawn("revocation listener", listener);
@@ -373,7 +378,7 @@ impl Application {
         }
         if let Some(endpoint) = metrics {
             info!(address = %endpoint.address, "serving Prometheus metrics on /metrics");
-            supervisor.spawn("metrics listener", metrics::serve(endpoint.listener, endpoint.handle));
+            supervisor.spawn("metrics listener", metrics::serve(endpoint.listener, endpoint.handle, http_bounds));
             supervisor
                 .spawn("gauges", collect_gauges(self.repository.clone(), self.sessions.clone(), self.clock.clone()));
         }

@@ -259,6 +259,10 @@ pub struct LimitArgs {
     /// Revocation streams open at once per caller (key or client certificate name).
     #[arg(long, env = "MAX_REVOCATION_STREAMS_PER_CALLER", default_value = "256")]
     pub max_revocation_streams_per_caller: NonZeroUsize,
+    /// Connections open at once on the HTTP listener, and again on the
+    /// metrics listener; more wait to be accepted.
+    #[arg(long, env = "HTTP_MAX_CONNECTIONS", default_value = "1024")]
+    pub http_max_connections: NonZeroUsize,
     /// Security event streams (WatchSecurityEvents) open at once per admin.
     #[arg(long, env = "MAX_SECURITY_STREAMS_PER_CALLER", default_value = "16")]
     pub max_security_streams_per_caller: NonZeroUsize,

@@ -9,6 +9,7 @@
 //! serves public documents, and is often exposed where metrics should not
 //! be.
 
+mod server;
 mod well_known;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
@@ -17,6 +18,7 @@ use tokio::net::TcpListener;
 
 use crate::authority::Authority;
 
+pub use server::{HttpBounds, serve};
 pub use well_known::Discovery;
 
 /// What the handlers share.
@@ -49,13 +51,6 @@ pub async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
     TcpListener::bind(address)
         .await
         .map_err(|error| anyhow::anyhow!("HTTP_ADDR: cannot listen on {address}: {error}"))
-}
-
-/// Serves `router` on `listener` until the task is stopped.
-pub async fn serve(listener: TcpListener, router: axum::Router) {
-    if let Err(error) = axum::serve(listener, router).await {
-        tracing::warn!(error = %error, "the HTTP listener stopped");
-    }
 }
 
 /// `Cache-Control` for a document that may be cached `max_age`.

@@ -303,3 +303,72 @@ async fn security_event_streams_are_capped_per_admin() {
         }
     }
 }
+
+/// Reads until the server closes the connection (or resets it), within a
+/// generous deadline; returns what it sent.
+async fn read_until_closed(stream: &mut tokio::net::TcpStream) -> Vec<u8> {
+    let mut received = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(30), async {
+        let mut buffer = [0u8; 4096];
+        loop {
+            match stream.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(read) => received.extend_from_slice(&buffer[..read]),
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the server closes the connection");
+    received
+}
+
+fn with_http_listener(config: &mut token_authority::config::Config) {
+    config.http.address = Some("127.0.0.1:0".parse().unwrap());
+}
+
+#[tokio::test]
+async fn the_http_listener_drops_connections_that_send_no_whole_request_in_time() {
+    let app = TestConfig::default()
+        .configure(|config| {
+            with_http_listener(config);
+            config.limits.request_timeout = Duration::from_millis(300);
+        })
+        .spawn()
+        .await;
+    let address = app.http_address.unwrap();
+    let mut idle = tokio::net::TcpStream::connect(address).await.unwrap();
+    let mut slow = tokio::net::TcpStream::connect(address).await.unwrap();
+    slow.write_all(b"GET /.well-known/jwks.json HTTP/1.1\r\nHost: localhost\r\n").await.unwrap();
+
+    read_until_closed(&mut idle).await;
+    let answer = read_until_closed(&mut slow).await;
+
+    assert!(!answer.starts_with(b"HTTP/1.1 200"), "a request head never finished is not served");
+}
+
+#[tokio::test]
+async fn the_http_listener_serves_at_most_http_max_connections_at_once() {
+    let app = TestConfig::default()
+        .configure(|config| {
+            with_http_listener(config);
+            config.limits.http_max_connections = NonZeroUsize::new(2).unwrap();
+        })
+        .spawn()
+        .await;
+    let address = app.http_address.unwrap();
+    let _first = tokio::net::TcpStream::connect(address).await.unwrap();
+    let second = tokio::net::TcpStream::connect(address).await.unwrap();
+    let mut third = tokio::net::TcpStream::connect(address).await.unwrap();
+    third
+        .write_all(b"GET /.well-known/jwks.json HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+
+    let mut buffer = [0u8; 64];
+    let while_full = tokio::time::timeout(Duration::from_millis(500), third.read(&mut buffer)).await;
+    assert!(while_full.is_err(), "not served while both connections are held: {while_full:?}");
+    drop(second);
+    let answer = read_until_closed(&mut third).await;
+
+    assert!(answer.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&answer));
+}
