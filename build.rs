@@ -1,12 +1,17 @@
 //! Generates the gRPC code from `proto/` with the pure-Rust `protox` compiler,
 //! so that building needs cargo alone (no system `protoc`), and keeps the
-//! descriptor set for the reflection service.
+//! descriptor sets for the reflection service (ours, and Envoy's ext_authz).
 
 use std::{env, fs, path::PathBuf};
 
 use prost::Message;
 
 const PROTO_FILE: &str = "proto/tokenauthority/v1/token_authority.proto";
+
+/// Envoy's external authorization service, served by `src/grpc/ext_authz.rs`
+/// with the types of the `envoy-types` crate; compiled here only for the
+/// reflection service (see proto/third_party/README.md).
+const EXT_AUTHZ_FILE: &str = "envoy/service/auth/v3/external_auth.proto";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // tonic-prost-build 0.14 does not honour its own rerun option with compile_fds.
@@ -17,6 +22,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // compile_fds does not write the descriptor set itself; reflection needs it.
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
     fs::write(out_dir.join("token_authority_descriptor.bin"), descriptors.encode_to_vec())?;
+    let ext_authz = protox::compile([EXT_AUTHZ_FILE], ["proto/third_party"])?;
+    fs::write(out_dir.join("ext_authz_descriptor.bin"), ext_authz.encode_to_vec())?;
 
     tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(descriptors)?;
     Ok(())

@@ -6,6 +6,7 @@ pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod domain;
+pub mod forward_auth;
 pub mod grpc;
 pub mod http;
 pub mod metrics;

@@ -361,6 +361,7 @@ rpc_methods! {
     "/tokenauthority.v1.TokenAuthorityAdmin/SetUserRoles" => "TokenAuthorityAdmin/SetUserRoles",
     "/tokenauthority.v1.TokenAuthorityAdmin/ListAuditEvents" => "TokenAuthorityAdmin/ListAuditEvents",
     "/tokenauthority.v1.TokenAuthorityAdmin/WatchSecurityEvents" => "TokenAuthorityAdmin/WatchSecurityEvents",
+    "/envoy.service.auth.v3.Authorization/Check" => "Authorization/Check",
     "/grpc.health.v1.Health/Check" => "Health/Check",
     "/grpc.health.v1.Health/Watch" => "Health/Watch",
     "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo" => "ServerReflection/ServerReflectionInfo",
@@ -479,6 +480,7 @@ mod tests {
     fn every_served_method_has_its_label() {
         let descriptor_sets = [
             crate::grpc::proto::FILE_DESCRIPTOR_SET,
+            crate::grpc::EXT_AUTHZ_FILE_DESCRIPTOR_SET,
             tonic_health::pb::FILE_DESCRIPTOR_SET,
             tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
             tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
@@ -497,6 +499,6 @@ mod tests {
                 }
             }
         }
-        assert_eq!(methods, 20);
+        assert_eq!(methods, 21);
     }
 }

@@ -7,6 +7,7 @@
 use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration};
 
 use anyhow::Context;
+use envoy_types::ext_authz::v3::pb::AuthorizationServer;
 use tokio::net::TcpListener;
 use tonic::{
     server::NamedService,
@@ -23,7 +24,8 @@ use crate::{
     config::{CleanupConfig, Config, Limits},
     domain::password_hash::Argon2Hasher,
     grpc::{
-        AdminService, CallLimitLayer, CallerAuth, CallerAuthLayer, StreamKind, StreamQuota, TokenAuthorityService,
+        AdminService, CallLimitLayer, CallerAuth, CallerAuthLayer, EXT_AUTHZ_FILE_DESCRIPTOR_SET, ExtAuthzService,
+        StreamKind, StreamQuota, TokenAuthorityService,
         proto::{
             token_authority_admin_server::TokenAuthorityAdminServer, token_authority_server::TokenAuthorityServer,
         },
@@ -38,10 +40,11 @@ use crate::{
 };
 
 /// The services whose health is reported, besides the whole server ("").
-const HEALTH_SERVICES: [&str; 3] = [
+const HEALTH_SERVICES: [&str; 4] = [
     "",
     <TokenAuthorityServer<TokenAuthorityService> as NamedService>::NAME,
     <TokenAuthorityAdminServer<AdminService> as NamedService>::NAME,
+    <AuthorizationServer<ExtAuthzService> as NamedService>::NAME,
 ];
 
 /// How often the gauges that need a database count are refreshed.
@@ -84,6 +87,8 @@ pub struct Application {
     /// TLS on the gRPC port, when configured.
     tls: Option<TlsServing>,
     limits: Limits,
+    /// EXT_AUTHZ_HEADER_PREFIX.
+    ext_authz_header_prefix: String,
     reflection: bool,
     clock: SharedClock,
     cleanup: CleanupConfig,
@@ -213,6 +218,7 @@ impl Application {
             auth: auth.into_layer(),
             tls,
             limits: config.limits,
+            ext_authz_header_prefix: config.ext_authz.header_prefix.clone(),
             reflection: config.callers.reflection,
             clock,
             cleanup: config.cleanup,
@@ -263,6 +269,9 @@ impl Application {
             StreamQuota::new(StreamKind::SecurityEvents, limits.max_security_streams_per_caller.get()),
         ))
         .max_decoding_message_size(max_request);
+        let ext_authz =
+            AuthorizationServer::new(ExtAuthzService::new(self.authority.clone(), &self.ext_authz_header_prefix))
+                .max_decoding_message_size(max_request);
         let (reflection_v1, reflection_v1alpha) = if self.reflection {
             (
                 Some(reflection().build_v1()?.max_decoding_message_size(max_request)),
@@ -288,7 +297,8 @@ impl Application {
             .add_optional_service(reflection_v1)
             .add_optional_service(reflection_v1alpha)
             .add_service(token_authority)
-            .add_service(admin);
+            .add_service(admin)
+            .add_service(ext_authz);
         let server: Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> = match self.tls.take() {
             Some(tls) => {
                 let incoming =
@@ -355,7 +365,7 @@ impl Application {
         // (PostgreSQL), tells the other replicas, and fans the key set out.
         supervisor.spawn("signing keys", self.keys.clone().maintain_periodically(move || feed.wake()));
         if let Some(endpoint) = http {
-            info!(address = %endpoint.address, "serving HTTP: /.well-known/jwks.json, /.well-known/openid-configuration");
+            info!(address = %endpoint.address, "serving HTTP: /.well-known/jwks.json, /.well-known/openid-configuration, /auth");
             supervisor.spawn("HTTP listener", http::serve(endpoint.listener, endpoint.router, http_bounds, "http"));
         }
         if let Some(listener) = self.revocations.listener() {
@@ -399,12 +409,13 @@ async fn collect_gauges(repository: Repository, sessions: Arc<SessionCache>, clo
     }
 }
 
-/// Reflection over our services, the health service and the `google.rpc`
-/// error details (so grpcurl decodes a `RetryInfo`), so that grpcurl can
-/// `list` and `describe` them with no proto file at hand.
+/// Reflection over our services, Envoy's ext_authz, the health service and
+/// the `google.rpc` error details (so grpcurl decodes a `RetryInfo`), so
+/// that grpcurl can `list` and `describe` them with no proto file at hand.
 fn reflection() -> tonic_reflection::server::Builder<'static> {
     tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::grpc::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(EXT_AUTHZ_FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
 }

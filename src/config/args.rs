@@ -141,6 +141,8 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub http: HttpArgs,
     #[command(flatten)]
+    pub ext_authz: ExtAuthzArgs,
+    #[command(flatten)]
     pub argon2: Argon2Args,
     #[command(flatten)]
     pub callers: CallerArgs,
@@ -460,11 +462,12 @@ pub struct KeyArgs {
     pub key_encryption_key_file: Option<PathBuf>,
 }
 
-/// The HTTP/1.1 listener: JWKS and discovery.
+/// The HTTP/1.1 listener: JWKS, discovery, nginx's auth_request.
 #[derive(Debug, Args)]
 pub struct HttpArgs {
-    /// Serves /.well-known/jwks.json and /.well-known/openid-configuration
-    /// over HTTP/1.1 (for example 0.0.0.0:8080); unset: no HTTP listener.
+    /// Serves /.well-known/jwks.json, /.well-known/openid-configuration and
+    /// /auth (nginx auth_request) over HTTP/1.1 (for example 0.0.0.0:8080);
+    /// unset: no HTTP listener.
     #[arg(long, env = "HTTP_ADDR")]
     pub http_addr: Option<SocketAddr>,
     /// The URL that clients reach the HTTP listener at (for example
@@ -472,6 +475,16 @@ pub struct HttpArgs {
     /// request's Host header, over http.
     #[arg(long, env = "HTTP_PUBLIC_URL", value_parser = public_url)]
     pub http_public_url: Option<String>,
+}
+
+/// Envoy's external authorization (`envoy.service.auth.v3.Authorization/Check`).
+#[derive(Debug, Args)]
+pub struct ExtAuthzArgs {
+    /// The prefix of the headers an allowed request carries upstream
+    /// (`<prefix>user-id`, `<prefix>session-id`, `<prefix>username`,
+    /// `<prefix>roles`): lower-case letters, digits and '-'.
+    #[arg(long, env = "EXT_AUTHZ_HEADER_PREFIX", default_value = "x-")]
+    pub ext_authz_header_prefix: String,
 }
 
 #[derive(Debug, Args)]

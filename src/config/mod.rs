@@ -43,6 +43,7 @@ pub struct Config {
     pub tokens: TokenConfig,
     pub keys: KeyConfig,
     pub http: HttpConfig,
+    pub ext_authz: ExtAuthzConfig,
     pub argon2: Argon2Settings,
     pub password_hashing: PasswordHashingConfig,
     pub api_keys: ApiKeyConfig,
@@ -101,6 +102,35 @@ pub struct HttpConfig {
     pub address: Option<SocketAddr>,
     /// The URL clients reach it at, for discovery; `None`: the Host header.
     pub public_url: Option<String>,
+}
+
+/// Envoy's external authorization.
+#[derive(Debug, Clone)]
+pub struct ExtAuthzConfig {
+    /// Prefixed to each identity header's name (`x-` gives `x-user-id`).
+    pub header_prefix: String,
+}
+
+/// Longer prefixes make header names no proxy expects.
+const MAX_HEADER_PREFIX_BYTES: usize = 64;
+
+impl ExtAuthzConfig {
+    /// Lower case only: HTTP/2 forbids upper-case header names, and Envoy
+    /// passes them in lower case. Non-empty, so that a typo cannot make the
+    /// headers bare `roles` or `username`, names an upstream may already use.
+    pub fn from_args(args: args::ExtAuthzArgs) -> Result<Self, ConfigError> {
+        let prefix = args.ext_authz_header_prefix;
+        let allowed = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+        if prefix.is_empty() || prefix.len() > MAX_HEADER_PREFIX_BYTES || !prefix.chars().all(allowed) {
+            return Err(invalid(
+                "EXT_AUTHZ_HEADER_PREFIX",
+                format!(
+                    "{prefix:?} must be 1 to {MAX_HEADER_PREFIX_BYTES} lower-case letters, digits or '-' (for example `x-` or `x-auth-`)"
+                ),
+            ));
+        }
+        Ok(Self { header_prefix: prefix })
+    }
 }
 
 /// A cached JWKS is at most this old, whatever KEY_PUBLISH_AHEAD says.
@@ -277,6 +307,7 @@ impl Config {
                 address: args.http.http_addr,
                 public_url: args.http.http_public_url,
             },
+            ext_authz: ExtAuthzConfig::from_args(args.ext_authz)?,
             database: database_config(args.database)?,
             argon2: argon2_settings(&args.argon2)?,
             password_hashing: PasswordHashingConfig {
@@ -1066,6 +1097,16 @@ mod tests {
         assert!(error.starts_with("KEY_ENCRYPTION_KEY") && !error.contains(&short), "{error}");
         let missing = parse(&["--key-encryption-key-file", "/nonexistent/kek"]).unwrap_err();
         assert!(missing.starts_with("KEY_ENCRYPTION_KEY_FILE"), "{missing}");
+    }
+
+    #[test]
+    fn the_ext_authz_header_prefix_is_lower_case_and_not_empty() {
+        assert_eq!(Config::default().ext_authz.header_prefix, "x-");
+        assert_eq!(parse(&["--ext-authz-header-prefix", "x-auth-"]).unwrap().ext_authz.header_prefix, "x-auth-");
+        for bad in ["", "X-", "x_", "x-\r\n", &"x".repeat(65)] {
+            let error = parse(&["--ext-authz-header-prefix", bad]).unwrap_err();
+            assert!(error.contains("EXT_AUTHZ_HEADER_PREFIX"), "{bad:?}: {error}");
+        }
     }
 
     #[test]

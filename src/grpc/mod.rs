@@ -5,6 +5,7 @@
 mod admin;
 mod auth;
 mod convert;
+mod ext_authz;
 #[cfg(fuzzing)]
 pub mod fuzzing;
 mod limits;
@@ -14,6 +15,7 @@ mod token_authority;
 
 pub use admin::AdminService;
 pub use auth::{Access, Caller, CallerAuth, CallerAuthLayer, Credential, PUBLIC, UNAUTHENTICATED};
+pub use ext_authz::{ExtAuthzService, FILE_DESCRIPTOR_SET as EXT_AUTHZ_FILE_DESCRIPTOR_SET};
 pub use limits::{CallLimitLayer, StreamKind, StreamQuota};
 pub use token_authority::TokenAuthorityService;
 
