@@ -1,7 +1,7 @@
 //! The HTTP/1.1 listener (HTTP_ADDR, off unless set): what plain HTTP
-//! clients need of the authority. Today that is key publication
-//! (`well_known`): the JWKS and a discovery document, for Envoy's
-//! `jwt_authn`, Istio and JWT middleware. Each group of routes lives in a
+//! clients need of the authority: key publication (`well_known`), the JWKS
+//! and a discovery document, for Envoy's `jwt_authn`, Istio and JWT
+//! middleware; and `GET /auth` (`auth_request`), nginx's `auth_request`. Each group of routes lives in a
 //! file of its own and is merged into [`router`]; like `grpc`, handlers only
 //! translate to and from the authority.
 //!
@@ -9,6 +9,7 @@
 //! serves public documents, and is often exposed where metrics should not
 //! be.
 
+mod auth_request;
 mod server;
 mod well_known;
 
@@ -43,7 +44,7 @@ impl HttpState {
 
 /// Every route of the HTTP listener.
 pub fn router(state: HttpState) -> axum::Router {
-    well_known::routes().with_state(state)
+    well_known::routes().merge(auth_request::routes()).with_state(state)
 }
 
 /// Binds the listener, naming the setting if that fails.
