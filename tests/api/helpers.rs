@@ -683,12 +683,23 @@ pub fn header_of(token: &str) -> serde_json::Value {
 /// A plain HTTP/1.1 GET: the status code, the headers (names in lower
 /// case) and the body.
 pub async fn http_get(address: SocketAddr, path: &str) -> (u16, std::collections::HashMap<String, String>, String) {
+    http_get_with(address, path, &[]).await
+}
+
+/// [`http_get`] with request headers of the test's own.
+pub async fn http_get_with(
+    address: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, std::collections::HashMap<String, String>, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut connection = tokio::net::TcpStream::connect(address).await.expect("the HTTP listener accepts");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+    let extra: String = headers.iter().map(|(name, value)| format!("{name}: {value}\r\n")).collect();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\n{extra}Connection: close\r\n\r\n");
     connection.write_all(request.as_bytes()).await.expect("the request is sent");
-    let mut response = String::new();
-    connection.read_to_string(&mut response).await.expect("an answer");
+    let mut response = Vec::new();
+    connection.read_to_end(&mut response).await.expect("an answer");
+    let response = String::from_utf8_lossy(&response);
     let (head, body) = response.split_once("\r\n\r\n").expect("a head and a body");
     let mut lines = head.lines();
     let status = lines

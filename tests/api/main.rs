@@ -4,10 +4,12 @@
 
 mod admin;
 mod audit;
+mod auth_request;
 mod binding;
 mod callers;
 mod cli;
 mod database_files;
+mod ext_authz;
 mod grpcurl;
 mod health;
 mod helpers;

@@ -370,3 +370,36 @@ async fn a_stalled_handshake_holds_nobody_up() {
 
     assert_eq!(served_serial(&app, &pki).await, "01", "a fresh handshake is served meanwhile");
 }
+
+/// Envoy may present a client certificate (its `grpc_service` over mTLS)
+/// instead of sending a service key.
+#[tokio::test]
+async fn ext_authz_check_accepts_a_client_certificate_instead_of_a_key() {
+    use envoy_types::{
+        ext_authz::v3::pb::CheckRequest,
+        pb::envoy::service::auth::v3::{
+            AttributeContext, attribute_context, authorization_client::AuthorizationClient,
+        },
+    };
+    let pki = TestPki::new("test CA");
+    let mut app = tls_app(&pki, true, &[]).await;
+    app.create_user("alice", PASSWORD, &[]).await;
+    let token = app.login("alice", PASSWORD).await.unwrap().access_token;
+    let request = CheckRequest {
+        attributes: Some(AttributeContext {
+            request: Some(attribute_context::Request {
+                http: Some(attribute_context::HttpRequest {
+                    headers: [("authorization".to_owned(), format!("Bearer {token}"))].into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    };
+
+    // The channel presents the certificate "billing" and no key.
+    let response = AuthorizationClient::new(app.channel.clone()).check(request).await.unwrap().into_inner();
+
+    assert_eq!(response.status.map(|status| status.code), Some(0));
+}

@@ -1,9 +1,13 @@
-//! Real clients the tests drive (grpcurl, later PyJWT and nginx): found on
-//! `PATH`, which tests/run.sh extends with a virtual environment it makes.
+//! Real clients the tests drive (grpcurl, PyJWT, nginx): found on `PATH`
+//! (which tests/run.sh extends with a virtual environment it makes), or in
+//! the sbin directories where Debian puts nginx.
 //! Under tests/run.sh (`REQUIRE_TEST_TOOLS=1`) a missing tool fails the
 //! test; under plain `cargo test` the test says so and is skipped.
 
 use std::path::PathBuf;
+
+/// Where daemons (nginx) are installed, which a user's PATH often lacks.
+const SBIN: [&str; 2] = ["/usr/sbin", "/usr/local/sbin"];
 
 /// The tool's path, or `None` (after saying so) when it is not installed.
 #[track_caller]
@@ -11,6 +15,7 @@ pub fn find(name: &str) -> Option<PathBuf> {
     let found = std::env::var_os("PATH")
         .into_iter()
         .flat_map(|path| std::env::split_paths(&path).collect::<Vec<_>>())
+        .chain(SBIN.map(PathBuf::from))
         .map(|directory| directory.join(name))
         .find(|candidate| candidate.is_file());
     if found.is_none() {
