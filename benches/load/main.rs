@@ -23,6 +23,10 @@ use std::{
 };
 
 use clap::Parser;
+use envoy_types::{
+    ext_authz::v3::pb::CheckRequest,
+    pb::envoy::service::auth::v3::{AttributeContext, attribute_context, authorization_client::AuthorizationClient},
+};
 use token_authority::{
     domain::Session,
     proto::{self, token_authority_client::TokenAuthorityClient},
@@ -178,6 +182,21 @@ async fn main() -> anyhow::Result<()> {
         )
         .await?;
         report.verify_against_health(&verify_one, &health, shape);
+    }
+
+    if let Some(&shape) = args.shapes.first() {
+        eprintln!("Health/Check against ext_authz Check, {} in flight: {shape}", shape.in_flight());
+        let spec = in_flight(spec, shape);
+        let shape_channels = server.connections(shape.connections).await?;
+        generator.health(&shape_channels, warm(spec), shape).await?;
+        generator.ext_authz(&shape_channels, warm(spec), shape).await?;
+        let (health, check) = alternate(
+            rounds,
+            async || generator.health(&shape_channels, slice(spec), shape).await,
+            async || generator.ext_authz(&shape_channels, slice(spec), shape).await,
+        )
+        .await?;
+        report.ext_authz_against_health(&check, &health, shape);
     }
 
     if let Some(&shape) = args.shapes.first() {
@@ -379,6 +398,54 @@ impl Generator {
             }
         }
     }
+}
+
+impl Generator {
+    /// Envoy's ext_authz Check of the one token, with the service key as
+    /// Envoy's `initial_metadata` sends it.
+    async fn ext_authz(&self, channels: &[Channel], spec: LoadSpec, shape: Shape) -> anyhow::Result<Stats> {
+        match self {
+            Self::H2load { address, tls, token } => {
+                let target = h2load::Target::new(*address, *tls, "/envoy.service.auth.v3.Authorization/Check")
+                    .authorized(SERVICE_KEY);
+                h2load::run(&target, &check_request(token), spec, shape).await
+            }
+            Self::InProcess { token } => {
+                Ok(closed_loop(channels, in_flight(spec, shape), ext_authz_call(token.clone())).await)
+            }
+        }
+    }
+}
+
+/// What Envoy sends for a client request that carries `token`.
+fn check_request(token: &str) -> CheckRequest {
+    CheckRequest {
+        attributes: Some(AttributeContext {
+            request: Some(attribute_context::Request {
+                http: Some(attribute_context::HttpRequest {
+                    method: "GET".into(),
+                    path: "/orders".into(),
+                    headers: [("authorization".to_owned(), format!("Bearer {token}"))].into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    }
+}
+
+fn ext_authz_call(token: String) -> Call {
+    let request = check_request(&token);
+    Arc::new(move |_, channel: Channel| {
+        let request = request.clone();
+        Box::pin(async move {
+            AuthorizationClient::with_interceptor(channel, ServiceKey)
+                .check(request)
+                .await
+                .is_ok_and(|response| response.into_inner().status.is_some_and(|status| status.code == 0))
+        })
+    })
 }
 
 fn in_flight(spec: LoadSpec, shape: Shape) -> LoadSpec {

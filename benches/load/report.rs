@@ -152,6 +152,26 @@ impl Report {
         });
     }
 
+    /// Envoy's ext_authz Check of a valid token against Health/Check on the
+    /// same server: what a mesh pays per request.
+    pub fn ext_authz_against_health(&mut self, check: &Stats, health: &Stats, shape: Shape) {
+        let throughput = check.per_second() / health.per_second();
+        let p99 = check.quantile_ms(0.99) / health.quantile_ms(0.99);
+        self.rows.push(Row {
+            measured: format!("ext_authz Check (valid token), {} in flight: {shape}", shape.in_flight()),
+            result: load(check),
+            floor: format!("Health/Check on the same server, same load: {}", load(health)),
+            ratio: format!("throughput {throughput:.2}x, p99 {p99:.2}x"),
+            target: "throughput >= 0.8x".into(),
+            met: self.judge(throughput >= 0.8),
+            json: json!({"variant": "ext_authz",
+                "shape": {"connections": shape.connections, "streams_per_connection": shape.streams,
+                    "in_flight": shape.in_flight()},
+                "ext_authz_check": stats_json(check), "health_check": stats_json(health),
+                "throughput_ratio": throughput, "p99_ratio": p99}),
+        });
+    }
+
     pub fn verify_against_small_table(&mut self, large: &Stats, small: &Stats, sessions: usize) {
         let throughput = large.per_second() / small.per_second();
         self.rows.push(Row {
