@@ -336,10 +336,10 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Who drives the cheap calls (Health/Check, Verify of one token): h2load
-/// when installed, else the in-process gRPC client. Either spreads the calls
-/// as the shape says; the in-process client over the channels it is given
-/// (one per connection of the shape).
+/// Who drives the cheap calls (Health/Check, Verify and ext_authz Check of
+/// one token): h2load when installed, else the in-process gRPC client.
+/// Either spreads the calls as the shape says; the in-process client over
+/// the channels it is given (one per connection of the shape).
 enum Generator {
     H2load {
         address: std::net::SocketAddr,
@@ -366,7 +366,7 @@ impl Generator {
 
     fn describe(&self) -> String {
         match self {
-            Self::H2load { .. } => "Health/Check and Verify of one token are driven by h2load (nghttp2), an independent HTTP/2 load generator that takes little of the shared CPU; the other rows by the benchmark's own gRPC client.".into(),
+            Self::H2load { .. } => "Health/Check, Verify of one token and ext_authz Check of one token are driven by h2load (nghttp2), an independent HTTP/2 load generator that takes little of the shared CPU; the other rows by the benchmark's own gRPC client.".into(),
             Self::InProcess { .. } => "h2load is not installed (apt-get install nghttp2-client): every row is driven by the benchmark's own gRPC client, whose CPU cost on this machine weighs on the cheap calls (Verify, Health/Check) and their ratio.".into(),
         }
     }
