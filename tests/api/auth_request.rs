@@ -65,6 +65,22 @@ async fn auth_answers_401_with_a_bearer_challenge_otherwise() {
     }
 }
 
+#[tokio::test]
+async fn auth_answers_503_when_the_database_fails_so_nginx_refuses() {
+    let mut app = http_app().await;
+    app.create_user("alice", PASSWORD, &[]).await;
+    let token = app.login("alice", PASSWORD).await.unwrap().access_token;
+    // A fresh process knows no session: /auth must read the database.
+    let app = app.restart().await;
+    app.execute_sql("ALTER TABLE sessions RENAME TO sessions_gone").await;
+
+    let (status, headers, _) =
+        http_get_with(app.http_address.unwrap(), "/auth", &[("Authorization", &bearer(&token))]).await;
+
+    assert_eq!(status, 503);
+    assert!(!headers.contains_key("x-user-id"));
+}
+
 /// A free port on 127.0.0.1, for nginx to listen on.
 fn free_port() -> u16 {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");

@@ -270,3 +270,18 @@ async fn grpcurl_finds_check_by_reflection_and_calls_it() {
     assert!(answer.contains("OVERWRITE_IF_EXISTS_OR_ADD"), "{answer}");
     assert!(denied.contains("deniedResponse") && denied.contains("Unauthorized"), "{denied}");
 }
+
+#[tokio::test]
+async fn a_database_failure_is_an_error_for_envoys_failure_policy_not_a_denial() {
+    let mut app = spawn_app().await;
+    app.create_user("alice", PASSWORD, &[]).await;
+    let token = app.login("alice", PASSWORD).await.unwrap().access_token;
+    // A fresh process knows no session: Check must read the database.
+    let app = app.restart().await;
+    app.execute_sql("ALTER TABLE sessions RENAME TO sessions_gone").await;
+
+    let failed = envoy(&app).check(check_request(&[("authorization", &bearer(&token))])).await;
+
+    let status = failed.expect_err("an error status, never an OK or a denial");
+    assert!(matches!(status.code(), Code::Internal | Code::Unavailable), "{status:?}");
+}
