@@ -24,10 +24,6 @@ mod pyjwt;
 mod refresh;
 mod refresh_limits;
 mod replicas;
-/// The reference consumer, held to the server's real stream by revocations.rs.
-#[allow(dead_code)]
-#[path = "../../examples/revocation_follower.rs"]
-mod revocation_follower;
 mod revocations;
 mod security_events;
 mod throttle;
