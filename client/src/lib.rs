@@ -15,6 +15,12 @@
 //!   TLS or mutual TLS, the service key, a deadline on every call, and
 //!   retries with backoff on `UNAVAILABLE` for the calls that are safe to
 //!   repeat (see [`Client`] for which, and why).
+//! - [`SessionHandle`]: the backend-for-frontend side of a user's session.
+//!   It holds the user's token, refreshes it once (single-flight) when it
+//!   enters its refresh window, retries a lost refresh only within the
+//!   rotation grace period, and reports [`LoggedOut`] when the session has
+//!   been revoked (logout elsewhere, an operator, a password change, token
+//!   reuse) or has expired.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -42,6 +48,7 @@ mod clock;
 mod error;
 mod layer;
 mod local;
+mod session;
 mod token;
 mod verifier;
 
@@ -51,6 +58,7 @@ pub use clock::{Clock, SystemClock};
 pub use error::Error;
 pub use layer::{Auth, AuthLayer};
 pub use local::{JwksError, LocalRefusal, LocalVerifier, LocalVerifierBuilder, WhenStale};
+pub use session::{LoggedOut, SessionError, SessionHandle, SessionPolicy};
 pub use token::AccessToken;
 pub use verifier::{Verifier, VerifyError};
 

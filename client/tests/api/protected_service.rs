@@ -2,11 +2,9 @@
 //! passes, a logout is refused within milliseconds, a dead authority meets
 //! the freshness policy, and a restart misses no revocation.
 
-mod support;
-
 use std::time::Duration;
 
-use support::{Authority, PASSWORD, Protected, eventually};
+use crate::support::{Authority, PASSWORD, Protected, eventually};
 use token_authority_client::{AccessToken, AuthLayer, Reason, VerifyError, WhenStale};
 use tonic::Code;
 
@@ -172,7 +170,7 @@ async fn the_role_check_refuses_a_token_without_the_role() {
     let status = |token: &AccessToken| {
         let layer = layer.clone();
         let token = token.as_str().to_owned();
-        async move { support::call_behind(layer, &token).await }
+        async move { crate::support::call_behind(layer, &token).await }
     };
 
     assert_eq!(status(&writer).await, 200);

@@ -35,6 +35,13 @@ pub const ISSUER: &str = "token-authority";
 #[derive(Clone)]
 pub struct SharedClock(pub ManualClock);
 
+impl SharedClock {
+    /// The clock's time plus `later`.
+    pub fn now_plus(&self, later: Duration) -> SystemTime {
+        token_authority_client::Clock::now(self) + later
+    }
+}
+
 impl token_authority_client::Clock for SharedClock {
     fn now(&self) -> SystemTime {
         UNIX_EPOCH + Duration::from_millis(self.0.now().as_millis().unsigned_abs())
@@ -234,5 +241,26 @@ pub async fn call_behind(layer: token_authority_client::AuthLayer<LocalVerifier>
     match layer.layer(handler).oneshot(request).await {
         Ok(response) => response.status().as_u16(),
         Err(never) => match never {},
+    }
+}
+
+impl Authority {
+    /// How many refreshes the audit trail holds for `user_id`.
+    pub async fn refreshes_of(&self, user_id: &str) -> usize {
+        let channel = Channel::from_shared(self.url()).expect("a URI").connect().await.expect("connects");
+        let mut request = Request::new(server_proto::ListAuditEventsRequest {
+            user_id: user_id.into(),
+            kinds: vec![server_proto::AuditKind::Refresh.into()],
+            ..Default::default()
+        });
+        let bearer = format!("Bearer {ADMIN_KEY}").parse().expect("ASCII");
+        request.metadata_mut().insert("authorization", bearer);
+        TokenAuthorityAdminClient::new(channel)
+            .list_audit_events(request)
+            .await
+            .expect("the audit trail answers")
+            .into_inner()
+            .events
+            .len()
     }
 }
