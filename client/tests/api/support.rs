@@ -51,6 +51,8 @@ impl token_authority_client::Clock for SharedClock {
 /// A running authority.
 pub struct Authority {
     pub address: SocketAddr,
+    /// The configuration it was started with (its address and database aside).
+    config: Config,
     pub clock: ManualClock,
     pub database_url: String,
     shutdown: Option<oneshot::Sender<()>>,
@@ -89,16 +91,23 @@ pub fn config(address: SocketAddr) -> Config {
 
 impl Authority {
     pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// An authority whose configuration `change` adjusts.
+    pub async fn spawn_with(change: impl FnOnce(&mut Config)) -> Self {
         let directory = Arc::new(TempDir::new().expect("a temporary directory"));
         let database_url = format!("sqlite:{}", directory.path().join("test.db").display());
         let clock = ManualClock::starting_now();
-        Self::start("127.0.0.1:0".parse().expect("an address"), database_url, clock, directory).await
+        let mut config = config("127.0.0.1:0".parse().expect("an address"));
+        change(&mut config);
+        Self::start(config, database_url, clock, directory).await
     }
 
-    async fn start(address: SocketAddr, database_url: String, clock: ManualClock, directory: Arc<TempDir>) -> Self {
-        let mut config = config(address);
-        config.database.url = database_url.clone();
-        let application = Application::build(config, clock.shared()).await.expect("the authority builds");
+    async fn start(config: Config, database_url: String, clock: ManualClock, directory: Arc<TempDir>) -> Self {
+        let mut server_config = config.clone();
+        server_config.database.url = database_url.clone();
+        let application = Application::build(server_config, clock.shared()).await.expect("the authority builds");
         let address = application.local_addr();
         let (shutdown, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(application.run_until_stopped(async {
@@ -106,6 +115,7 @@ impl Authority {
         }));
         Self {
             address,
+            config,
             clock,
             database_url,
             shutdown: Some(shutdown),
@@ -117,7 +127,11 @@ impl Authority {
     /// Another authority on the same database and clock, at `address`
     /// (port 0 for any).
     pub async fn another_on(&self, address: SocketAddr) -> Self {
-        Self::start(address, self.database_url.clone(), self.clock.clone(), self.directory.clone()).await
+        let config = Config {
+            listen_addr: address,
+            ..self.config.clone()
+        };
+        Self::start(config, self.database_url.clone(), self.clock.clone(), self.directory.clone()).await
     }
 
     /// Stops the authority and waits until it has (streams end with UNAVAILABLE).
@@ -149,6 +163,11 @@ impl Authority {
 
     pub async fn create_user(&self, username: &str, roles: &[&str]) -> String {
         let channel = Channel::from_shared(self.url()).expect("a URI").connect().await.expect("connects");
+        self.create_user_on(channel, username, roles).await
+    }
+
+    /// Creates a user over `channel` (one of the test's own, for TLS).
+    pub async fn create_user_on(&self, channel: Channel, username: &str, roles: &[&str]) -> String {
         let mut request = Request::new(server_proto::CreateUserRequest {
             username: username.into(),
             password: PASSWORD.into(),
