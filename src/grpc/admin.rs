@@ -40,8 +40,13 @@ impl AdminService {
 /// the audit trail records it. The authentication layer lets only admins
 /// reach this service and leaves their [`Caller`] in the request.
 fn actor<T>(request: &Request<T>) -> Result<Actor, Status> {
+    admin_name(request).map(|name| Actor::admin(&name))
+}
+
+/// The name of the admin's key or certificate.
+fn admin_name<T>(request: &Request<T>) -> Result<Arc<str>, Status> {
     match request.extensions().get::<Caller>() {
-        Some(caller) if caller.access == Access::Admin => Ok(Actor::admin(&caller.name)),
+        Some(caller) if caller.access == Access::Admin => Ok(caller.name.clone()),
         _ => Err(Status::unauthenticated("authorization: no admin credential was checked")),
     }
 }
@@ -86,20 +91,12 @@ impl TokenAuthorityAdmin for AdminService {
         &self,
         request: Request<proto::WatchSecurityEventsRequest>,
     ) -> Result<Response<Self::WatchSecurityEventsStream>, Status> {
-        let admin = request
-            .extensions()
-            .get::<Caller>()
-            .map(|caller| caller.name.clone())
-            .ok_or_else(|| Status::unauthenticated("authorization: no admin credential was checked"))?;
+        let admin = admin_name(&request)?;
         let slot = self.streams.acquire(&admin)?;
         let after_cursor = request.into_inner().after_cursor;
         let entries = self.security_events.subscribe(after_cursor).await?;
-        // The stream holds its slot until it ends.
-        let events = entries.map(move |entry| {
-            let _held = &slot;
-            entry.map(|entry| convert::security_event(&entry)).map_err(Status::from)
-        });
-        Ok(Response::new(Box::pin(events)))
+        let events = entries.map(|entry| entry.map(|entry| convert::security_event(&entry)).map_err(Status::from));
+        Ok(Response::new(Box::pin(slot.hold(events))))
     }
 
     async fn create_user(

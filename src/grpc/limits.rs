@@ -205,6 +205,17 @@ pub struct StreamSlot {
     caller: Arc<str>,
 }
 
+impl StreamSlot {
+    /// `stream`, holding this slot until it ends.
+    pub fn hold<S: tokio_stream::Stream>(self, stream: S) -> impl tokio_stream::Stream<Item = S::Item> {
+        use tokio_stream::StreamExt;
+        stream.map(move |item| {
+            let _held = &self;
+            item
+        })
+    }
+}
+
 impl Drop for StreamSlot {
     fn drop(&mut self) {
         let mut open = self.quota.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner());

@@ -53,12 +53,8 @@ impl TokenAuthority for TokenAuthorityService {
         let slot = self.streams.acquire(&watcher.name)?;
         tracing::info!(watcher = %watcher.name, "revocation stream opened");
         let items = self.revocations.subscribe(convert::watch(request.into_inner())).await?;
-        // The stream holds its slot until it ends.
-        let events = items.map(move |item| {
-            let _held = &slot;
-            item.map(proto::RevocationEvent::from).map_err(Status::from)
-        });
-        Ok(Response::new(Box::pin(events)))
+        let events = items.map(|item| item.map(proto::RevocationEvent::from).map_err(Status::from));
+        Ok(Response::new(Box::pin(slot.hold(events))))
     }
 
     async fn login(&self, request: Request<proto::LoginRequest>) -> Result<Response<proto::LoginResponse>, Status> {
