@@ -493,3 +493,45 @@ async fn wrong_keys_are_counted_and_logged_at_a_bounded_rate_by_fingerprint() {
     );
     assert!(!logs.join("\n").contains(wrong), "the key itself is never logged");
 }
+
+fn keys(workspace: &Workspace, args: &[&str]) -> std::process::Output {
+    command(workspace).arg("keys").args(args).output().unwrap()
+}
+
+/// The kids `keys list` prints, with their states.
+fn listed(workspace: &Workspace) -> Vec<(String, String)> {
+    let output = keys(workspace, &["list"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .skip(1)
+        .map(|line| {
+            let columns: Vec<&str> = line.split_whitespace().collect();
+            (columns[0].to_owned(), columns[2].to_owned())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn keys_rotate_list_and_remove_from_the_command_line() {
+    let workspace = Workspace::new().await;
+    assert!(command(&workspace).arg("migrate").output().unwrap().status.success());
+
+    let rotated = keys(&workspace, &["rotate"]);
+    assert!(rotated.status.success(), "{}", String::from_utf8_lossy(&rotated.stderr));
+    let first = listed(&workspace);
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert_eq!(first[0].1, "active", "nothing signed before it, so it signs at once");
+
+    let unknown = keys(&workspace, &["remove", "--kid", "no-such-kid"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no-such-kid"));
+    assert_eq!(listed(&workspace), first, "nothing changed");
+
+    let removed = keys(&workspace, &["remove", "--kid", &first[0].0]);
+    assert!(removed.status.success(), "{}", String::from_utf8_lossy(&removed.stderr));
+    let after = listed(&workspace);
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_ne!(after[0].0, first[0].0, "the removed key is gone");
+    assert_eq!(after[0].1, "active", "its replacement signs at once");
+}
