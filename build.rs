@@ -1,6 +1,9 @@
 //! Generates the gRPC code from `proto/` with the pure-Rust `protox` compiler,
 //! so that building needs cargo alone (no system `protoc`), and keeps the
 //! descriptor sets for the reflection service (ours, and Envoy's ext_authz).
+//! For Envoy's ext_authz only the server stub is generated: its messages are
+//! the `envoy-types` crate's, except the request, which
+//! `src/grpc/ext_authz/wire.rs` decodes itself (only the fields it reads).
 
 use std::{env, fs, path::PathBuf};
 
@@ -8,9 +11,8 @@ use prost::Message;
 
 const PROTO_FILE: &str = "proto/tokenauthority/v1/token_authority.proto";
 
-/// Envoy's external authorization service, served by `src/grpc/ext_authz.rs`
-/// with the types of the `envoy-types` crate; compiled here only for the
-/// reflection service (see proto/third_party/README.md).
+/// Envoy's external authorization service, served by `src/grpc/ext_authz/`
+/// (see proto/third_party/README.md).
 const EXT_AUTHZ_FILE: &str = "envoy/service/auth/v3/external_auth.proto";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -26,5 +28,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     fs::write(out_dir.join("ext_authz_descriptor.bin"), ext_authz.encode_to_vec())?;
 
     tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(descriptors)?;
+
+    // The stub of the one file that declares the service; every type it
+    // names resolves outside (extern paths), so no message is generated.
+    let mut service_file = ext_authz;
+    service_file.file.retain(|file| file.name() == EXT_AUTHZ_FILE);
+    tonic_prost_build::configure()
+        .build_client(false)
+        .build_server(true)
+        .extern_path(".envoy.service.auth.v3.CheckRequest", "crate::grpc::ext_authz::wire::CheckRequest")
+        .extern_path(".envoy", "::envoy_types::pb::envoy")
+        .extern_path(".google", "::envoy_types::pb::google")
+        .compile_fds(service_file)?;
     Ok(())
 }

@@ -7,7 +7,6 @@
 use std::{future::Future, net::SocketAddr, pin::Pin, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use envoy_types::ext_authz::v3::pb::AuthorizationServer;
 use tokio::net::TcpListener;
 use tonic::{
     server::NamedService,
@@ -24,8 +23,8 @@ use crate::{
     config::{CleanupConfig, Config, Limits},
     domain::password_hash::Argon2Hasher,
     grpc::{
-        AdminService, CallLimitLayer, CallerAuth, CallerAuthLayer, EXT_AUTHZ_FILE_DESCRIPTOR_SET, ExtAuthzService,
-        StreamKind, StreamQuota, TokenAuthorityService,
+        AdminService, AuthorizationServer, CallLimitLayer, CallerAuth, CallerAuthLayer, EXT_AUTHZ_FILE_DESCRIPTOR_SET,
+        ExtAuthzService, StreamKind, StreamQuota, TokenAuthorityService,
         proto::{
             token_authority_admin_server::TokenAuthorityAdminServer, token_authority_server::TokenAuthorityServer,
         },

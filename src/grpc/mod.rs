@@ -15,7 +15,7 @@ mod token_authority;
 
 pub use admin::AdminService;
 pub use auth::{Access, Caller, CallerAuth, CallerAuthLayer, Credential, PUBLIC, UNAUTHENTICATED};
-pub use ext_authz::{ExtAuthzService, FILE_DESCRIPTOR_SET as EXT_AUTHZ_FILE_DESCRIPTOR_SET};
+pub use ext_authz::{AuthorizationServer, ExtAuthzService, FILE_DESCRIPTOR_SET as EXT_AUTHZ_FILE_DESCRIPTOR_SET};
 pub use limits::{CallLimitLayer, StreamKind, StreamQuota};
 pub use token_authority::TokenAuthorityService;
 
