@@ -1,9 +1,9 @@
 //! Generates the gRPC code from `proto/` with the pure-Rust `protox` compiler,
 //! so that building needs cargo alone (no system `protoc`), and keeps the
 //! descriptor sets for the reflection service (ours, and Envoy's ext_authz).
-//! For Envoy's ext_authz only the server stub is generated: its messages are
-//! the `envoy-types` crate's, except the request, which
-//! `src/grpc/ext_authz/wire.rs` decodes itself (only the fields it reads).
+//! For Envoy's ext_authz only the server stub is generated: its request and
+//! response are our own types (`src/grpc/ext_authz/`), which handle only the
+//! fields this service reads and writes.
 
 use std::{env, fs, path::PathBuf};
 
@@ -30,13 +30,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(descriptors)?;
 
     // The stub of the one file that declares the service; every type it
-    // names resolves outside (extern paths), so no message is generated.
+    // names resolves outside (extern paths), so no message is generated
+    // (the others resolve to envoy-types, where a client finds them).
     let mut service_file = ext_authz;
     service_file.file.retain(|file| file.name() == EXT_AUTHZ_FILE);
     tonic_prost_build::configure()
         .build_client(false)
         .build_server(true)
-        .extern_path(".envoy.service.auth.v3.CheckRequest", "crate::grpc::ext_authz::wire::CheckRequest")
+        .extern_path(".envoy.service.auth.v3.CheckRequest", "crate::grpc::ext_authz::request::CheckRequest")
+        .extern_path(".envoy.service.auth.v3.CheckResponse", "crate::grpc::ext_authz::response::CheckResponse")
         .extern_path(".envoy", "::envoy_types::pb::envoy")
         .extern_path(".google", "::envoy_types::pb::google")
         .compile_fds(service_file)?;

@@ -40,7 +40,7 @@ pub(super) fn routes() -> Router<HttpState> {
 }
 
 async fn auth(State(state): State<HttpState>, headers: HeaderMap) -> Response {
-    let authorization = headers.get_all(header::AUTHORIZATION).into_iter().map(HeaderValue::as_bytes);
+    let authorization = headers.get_all(header::AUTHORIZATION).into_iter().map(|value| value.as_bytes().to_vec());
     match forward_auth::decide(&state.authority, authorization).await {
         Ok(Decision::Allow(identity)) => {
             let mut response = StatusCode::OK.into_response();
