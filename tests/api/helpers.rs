@@ -694,8 +694,11 @@ pub async fn http_get_with(
 ) -> (u16, std::collections::HashMap<String, String>, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut connection = tokio::net::TcpStream::connect(address).await.expect("the HTTP listener accepts");
-    let extra: String = headers.iter().map(|(name, value)| format!("{name}: {value}\r\n")).collect();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\n{extra}Connection: close\r\n\r\n");
+    let mut extra: String = headers.iter().map(|(name, value)| format!("{name}: {value}\r\n")).collect();
+    if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("host")) {
+        extra.insert_str(0, &format!("Host: {address}\r\n"));
+    }
+    let request = format!("GET {path} HTTP/1.1\r\n{extra}Connection: close\r\n\r\n");
     connection.write_all(request.as_bytes()).await.expect("the request is sent");
     let mut response = Vec::new();
     connection.read_to_end(&mut response).await.expect("an answer");

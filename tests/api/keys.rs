@@ -23,7 +23,7 @@ use tonic::Code;
 
 use crate::helpers::{
     JWT_SECRET, PASSWORD, TestApp, TestConfig, assert_status, claims_of, eventually, forge_token, fresh_database_url,
-    header_of, http_get, kids, reason,
+    header_of, http_get, http_get_with, kids, reason,
 };
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -108,6 +108,39 @@ async fn discovery_names_the_public_url_when_one_is_set() {
 
     let discovery: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(discovery["jwks_uri"], "https://auth.example.com/.well-known/jwks.json");
+}
+
+/// Without HTTP_PUBLIC_URL the document names the Host it was asked under.
+/// The attack: ask under a host of one's own through a shared cache (a CDN
+/// or proxy in front of the listener); were the answer shared-cacheable,
+/// the next verifier asking there would fetch its keys from that host.
+#[tokio::test]
+async fn a_discovery_document_named_after_the_host_is_never_shared_between_hosts() {
+    let app = TestConfig::default().stored_keys(SigningAlgorithm::EdDsa).spawn().await;
+    let http = app.http_address.unwrap();
+
+    let (status, headers, body) =
+        http_get_with(http, "/.well-known/openid-configuration", &[("Host", "attacker.example")]).await;
+
+    assert_eq!(status, 200);
+    let discovery: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(discovery["jwks_uri"], "http://attacker.example/.well-known/jwks.json");
+    assert_eq!(headers["cache-control"], "private, max-age=300", "no shared cache may keep it");
+    assert_eq!(headers["vary"], "host");
+
+    let public = TestConfig::default()
+        .stored_keys(SigningAlgorithm::EdDsa)
+        .configure(|config| config.http.public_url = Some("https://auth.example.com".into()))
+        .spawn()
+        .await;
+    let (_, headers, _) = http_get_with(
+        public.http_address.unwrap(),
+        "/.well-known/openid-configuration",
+        &[("Host", "attacker.example")],
+    )
+    .await;
+    assert_eq!(headers["cache-control"], "public, max-age=300", "the same for every host: shareable");
+    assert!(!headers.contains_key("vary"));
 }
 
 #[tokio::test]
