@@ -25,7 +25,10 @@ use std::{
 use clap::Parser;
 use envoy_types::{
     ext_authz::v3::pb::CheckRequest,
-    pb::envoy::service::auth::v3::{AttributeContext, attribute_context, authorization_client::AuthorizationClient},
+    pb::envoy::{
+        config::core::v3::{Address, SocketAddress, address, socket_address},
+        service::auth::v3::{AttributeContext, attribute_context, authorization_client::AuthorizationClient},
+    },
 };
 use token_authority::{
     domain::Session,
@@ -417,18 +420,52 @@ impl Generator {
     }
 }
 
-/// What Envoy sends for a client request that carries `token`.
+/// What Envoy sends for a client request that carries `token`: the peers,
+/// the request's time and its HTTP attributes with the headers a browser or
+/// client library and Envoy itself put there (as Envoy 1.3x builds it for a
+/// GET through a listener with `x-request-id` generation on).
 fn check_request(token: &str) -> CheckRequest {
+    let peer = |address: &str, port: u32, principal: &str| attribute_context::Peer {
+        address: Some(Address {
+            address: Some(address::Address::SocketAddress(SocketAddress {
+                address: address.into(),
+                port_specifier: Some(socket_address::PortSpecifier::PortValue(port)),
+                ..Default::default()
+            })),
+        }),
+        principal: principal.into(),
+        ..Default::default()
+    };
+    let headers = [
+        (":authority", "api.example.com"),
+        (":method", "GET"),
+        (":path", "/orders?page=2"),
+        (":scheme", "https"),
+        ("accept", "application/json"),
+        ("user-agent", "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0"),
+        ("x-forwarded-proto", "https"),
+        ("x-request-id", "5f0c2a8e-3b1d-4c7e-9a64-2d8f1e7b0c93"),
+        ("authorization", &format!("Bearer {token}")),
+    ];
     CheckRequest {
         attributes: Some(AttributeContext {
+            source: Some(peer("10.8.3.17", 53124, "")),
+            destination: Some(peer("10.8.0.5", 8443, "spiffe://cluster.local/ns/shop/sa/orders")),
             request: Some(attribute_context::Request {
+                time: Some(envoy_types::pb::google::protobuf::Timestamp {
+                    seconds: 1_795_000_000,
+                    nanos: 0,
+                }),
                 http: Some(attribute_context::HttpRequest {
+                    id: "13359530607844510314".into(),
                     method: "GET".into(),
-                    path: "/orders".into(),
-                    headers: [("authorization".to_owned(), format!("Bearer {token}"))].into(),
+                    path: "/orders?page=2".into(),
+                    host: "api.example.com".into(),
+                    scheme: "https".into(),
+                    protocol: "HTTP/2".into(),
+                    headers: headers.iter().map(|&(name, value)| (name.to_owned(), value.to_owned())).collect(),
                     ..Default::default()
                 }),
-                ..Default::default()
             }),
             ..Default::default()
         }),
