@@ -27,12 +27,17 @@ const AUTHORIZATION: &[u8] = b"authorization";
 /// `envoy.service.auth.v3.CheckRequest`, reduced to the client's
 /// `authorization` header values. Its `Debug` shows how many there are,
 /// never their contents.
-#[derive(Clone, PartialEq, Message)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct CheckRequest {
-    #[prost(message, optional, tag = "1")]
-    attributes: Option<AttributeContext>,
+    /// `attributes.request.http`, as far as it is read.
+    http: HttpRequest,
 }
 
+/// `CheckRequest.attributes`.
+const ATTRIBUTES: u32 = 1;
+
+/// The generic decoder's view of the path down to `HttpRequest`, for bytes
+/// the fast path (`scan`) does not take.
 #[derive(Clone, PartialEq, Message)]
 struct AttributeContext {
     #[prost(message, optional, tag = "4")]
@@ -58,11 +63,7 @@ impl CheckRequest {
 
     #[cfg(test)]
     fn with_http(http: HttpRequest) -> Self {
-        Self {
-            attributes: Some(AttributeContext {
-                request: Some(Request { http: Some(http) }),
-            }),
-        }
+        Self { http }
     }
 
     /// The client's `authorization` values, taken out: from `headers` (keys
@@ -70,13 +71,61 @@ impl CheckRequest {
     /// Envoy sends raw headers (`encode_raw_headers: true`, repeats kept
     /// apart). None when the client sent none.
     pub fn into_authorization(self) -> Vec<Vec<u8>> {
-        let Some(http) = self.attributes.and_then(|attributes| attributes.request?.http) else {
-            return Vec::new();
-        };
-        match http.headers {
+        match self.http.headers {
             Some(value) => vec![value],
-            None => http.header_map,
+            None => self.http.header_map,
         }
+    }
+
+    /// The same message as the generic decoder's types, for encoding.
+    fn attributes(&self) -> AttributeContext {
+        AttributeContext {
+            request: Some(Request {
+                http: Some(self.http.clone()),
+            }),
+        }
+    }
+}
+
+impl Message for CheckRequest {
+    fn encode_raw(&self, buf: &mut impl BufMut) {
+        encoding::message::encode(ATTRIBUTES, &self.attributes(), buf);
+    }
+
+    fn merge_field(
+        &mut self,
+        tag: u32,
+        wire_type: WireType,
+        buf: &mut impl Buf,
+        ctx: DecodeContext,
+    ) -> Result<(), DecodeError> {
+        if tag != ATTRIBUTES {
+            return encoding::skip_field(wire_type, tag, buf, ctx);
+        }
+        // Envoy's attributes are mostly what this service never reads
+        // (peers, every header, metadata): skipped on a slice, a thousand
+        // bytes cost a few thousand instructions less than through `Buf`.
+        if wire_type == WireType::LengthDelimited
+            && let Some((consumed, http)) = scan::attributes(buf.chunk())
+        {
+            buf.advance(consumed);
+            self.http.merge(http);
+            return Ok(());
+        }
+        let mut attributes = AttributeContext::default();
+        encoding::message::merge(wire_type, &mut attributes, buf, ctx)?;
+        if let Some(http) = attributes.request.and_then(|request| request.http) {
+            self.http.merge(http);
+        }
+        Ok(())
+    }
+
+    fn encoded_len(&self) -> usize {
+        encoding::message::encoded_len(ATTRIBUTES, &self.attributes())
+    }
+
+    fn clear(&mut self) {
+        *self = Self::default();
     }
 }
 
@@ -182,6 +231,15 @@ impl Message for HttpRequest {
 }
 
 impl HttpRequest {
+    /// Protobuf's merge of a later occurrence of the message: the map's
+    /// entry replaces, the repeated field's entries add.
+    fn merge(&mut self, later: HttpRequest) {
+        if later.headers.is_some() {
+            self.headers = later.headers;
+        }
+        self.header_map.extend(later.header_map);
+    }
+
     /// The encoded length of the `HeaderMap` message.
     fn header_map_len(&self) -> usize {
         self.header_map
@@ -312,6 +370,140 @@ impl fmt::Debug for Header {
     }
 }
 
+/// The fast path: the attributes read from one contiguous slice (tonic
+/// hands a message over in one), borrowing everything but the
+/// `authorization` values. It accepts only what the generic decoder
+/// accepts and reads it the same way; on anything else (malformed bytes, a
+/// group, a wire type it does not expect, a message split across chunks)
+/// it answers None, and the generic decoder reads the same bytes and says
+/// what is wrong. `tests::the_fast_path_agrees_with_the_generic_decoder`
+/// holds it to that.
+mod scan {
+    use super::{AUTHORIZATION, HEADER_MAP, HEADER_MAP_HEADERS, HEADERS, HttpRequest};
+
+    /// `AttributeContext.request`, `Request.http`.
+    const REQUEST: u32 = 4;
+    const HTTP: u32 = 2;
+
+    /// A field's contents: borrowed when length-delimited; the others are
+    /// only skipped.
+    enum Value<'a> {
+        Delimited(&'a [u8]),
+        Scalar,
+    }
+
+    /// The attributes field's length and contents at the start of `chunk`:
+    /// how many bytes that is, and its HTTP request's `authorization`s.
+    pub(super) fn attributes(chunk: &[u8]) -> Option<(usize, HttpRequest)> {
+        let mut rest = chunk;
+        let len = usize::try_from(varint(&mut rest)?).ok()?;
+        let body = rest.get(..len)?;
+        let mut http = HttpRequest::default();
+        for_each_field(body, |tag, value| match (tag, value) {
+            (REQUEST, Value::Delimited(request)) => for_each_field(request, |tag, value| match (tag, value) {
+                (HTTP, Value::Delimited(fields)) => http_request(fields, &mut http),
+                (HTTP, Value::Scalar) => None,
+                _ => Some(()),
+            }),
+            (REQUEST, Value::Scalar) => None,
+            _ => Some(()),
+        })?;
+        Some((chunk.len() - rest.len() + len, http))
+    }
+
+    fn http_request(fields: &[u8], http: &mut HttpRequest) -> Option<()> {
+        for_each_field(fields, |tag, value| match (tag, value) {
+            (HEADERS, Value::Delimited(entry)) => {
+                if let Some(value) = header(entry, &[2])? {
+                    http.headers = Some(value.to_vec());
+                }
+                Some(())
+            }
+            (HEADER_MAP, Value::Delimited(map)) => for_each_field(map, |tag, value| match (tag, value) {
+                (HEADER_MAP_HEADERS, Value::Delimited(header_value)) => {
+                    http.header_map.extend(header(header_value, &[2, 3])?.map(<[u8]>::to_vec));
+                    Some(())
+                }
+                (HEADER_MAP_HEADERS, Value::Scalar) => None,
+                _ => Some(()),
+            }),
+            (HEADERS | HEADER_MAP, Value::Scalar) => None,
+            _ => Some(()),
+        })
+    }
+
+    /// A map entry (key 1, value 2) or a `HeaderValue` (key 1, value 2,
+    /// raw_value 3): its value when its name is `authorization` (the raw
+    /// value, or the value when the raw one is empty), as in `super::Header`.
+    fn header<'a>(fields: &'a [u8], value_tags: &[u32]) -> Option<Option<&'a [u8]>> {
+        let (mut name, mut value, mut raw_value): (&[u8], &[u8], &[u8]) = (&[], &[], &[]);
+        for_each_field(fields, |tag, field| match (tag, field) {
+            (1, Value::Delimited(bytes)) => {
+                name = bytes;
+                Some(())
+            }
+            (2, Value::Delimited(bytes)) if value_tags.contains(&2) => {
+                value = bytes;
+                Some(())
+            }
+            (3, Value::Delimited(bytes)) if value_tags.contains(&3) => {
+                raw_value = bytes;
+                Some(())
+            }
+            (1, Value::Scalar) => None,
+            (2 | 3, Value::Scalar) if value_tags.contains(&tag) => None,
+            _ => Some(()),
+        })?;
+        let authorization = name.eq_ignore_ascii_case(AUTHORIZATION);
+        Some(authorization.then_some(if raw_value.is_empty() { value } else { raw_value }))
+    }
+
+    /// Calls `visit` with each field of a message, in order; None as soon
+    /// as a field is malformed or `visit` answers None.
+    fn for_each_field<'a>(mut fields: &'a [u8], mut visit: impl FnMut(u32, Value<'a>) -> Option<()>) -> Option<()> {
+        while !fields.is_empty() {
+            let key = varint(&mut fields)?;
+            let tag = u32::try_from(key >> 3).ok().filter(|&tag| tag != 0)?;
+            let value = match key & 7 {
+                0 => varint(&mut fields).map(|_| Value::Scalar)?,
+                1 => skip(&mut fields, 8)?,
+                2 => {
+                    let len = usize::try_from(varint(&mut fields)?).ok()?;
+                    let (bytes, rest) = fields.split_at_checked(len)?;
+                    fields = rest;
+                    Value::Delimited(bytes)
+                }
+                5 => skip(&mut fields, 4)?,
+                // Groups (3, 4) are proto2's and rare: the generic decoder's.
+                _ => return None,
+            };
+            visit(tag, value)?;
+        }
+        Some(())
+    }
+
+    fn skip<'a>(fields: &mut &'a [u8], len: usize) -> Option<Value<'a>> {
+        *fields = fields.get(len..)?;
+        Some(Value::Scalar)
+    }
+
+    /// A varint of at most ten bytes that fits 64 bits, as protobuf allows.
+    fn varint(bytes: &mut &[u8]) -> Option<u64> {
+        let mut value = 0u64;
+        for (index, &byte) in bytes.iter().enumerate().take(10) {
+            if index == 9 && byte > 1 {
+                return None;
+            }
+            value |= u64::from(byte & 0x7f) << (7 * index);
+            if byte < 0x80 {
+                *bytes = &bytes[index + 1..];
+                return Some(value);
+            }
+        }
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
@@ -323,6 +515,8 @@ mod tests {
             attribute_context::{HttpRequest as FullHttp, Peer, Request as FullInner},
         },
     };
+
+    use prost::bytes::Buf;
 
     use super::*;
 
@@ -430,6 +624,12 @@ mod tests {
     /// repeat (the last entry wins); encoders differ, so both are handled.
     #[test]
     fn fields_in_any_order_and_the_last_repeated_map_key_win() {
+        let request = CheckRequest::decode(repeated_keys_in_any_order().as_slice()).expect("decodes");
+        assert_eq!(request.into_authorization(), vec![b"Bearer second".to_vec()]);
+    }
+
+    /// Map entries written value first, and `authorization` twice.
+    fn repeated_keys_in_any_order() -> Vec<u8> {
         let entry = |first: (u32, &[u8]), second: (u32, &[u8])| {
             let mut entry = Vec::new();
             encoding::bytes::encode(first.0, &first.1.to_vec(), &mut entry);
@@ -444,14 +644,7 @@ mod tests {
         ] {
             encoding::bytes::encode(HEADERS, &entry, &mut http);
         }
-        let nest = |tag: u32, inner: Vec<u8>| {
-            let mut outer = Vec::new();
-            encoding::bytes::encode(tag, &inner, &mut outer);
-            outer
-        };
-        let wire = nest(1, nest(4, nest(2, http)));
-        let request = CheckRequest::decode(wire.as_slice()).expect("decodes");
-        assert_eq!(request.into_authorization(), vec![b"Bearer second".to_vec()]);
+        nest(1, nest(4, nest(2, http)))
     }
 
     #[test]
@@ -489,6 +682,108 @@ mod tests {
             }
         }
         assert!(CheckRequest::decode(&wire[..wire.len() - 1]).is_err());
+    }
+
+    fn nest(tag: u32, inner: Vec<u8>) -> Vec<u8> {
+        let mut outer = Vec::new();
+        encoding::bytes::encode(tag, &inner, &mut outer);
+        outer
+    }
+
+    /// A request whose attributes carry an unknown varint field written in
+    /// `bytes`: ten bytes is the most protobuf allows, and the tenth may
+    /// only hold the 64th bit.
+    fn with_varint(bytes: &[u8]) -> Vec<u8> {
+        let mut attributes = vec![15 << 3];
+        attributes.extend_from_slice(bytes);
+        attributes.extend(nest(
+            4,
+            nest(2, nest(3, [nest(1, b"authorization".to_vec()), nest(2, b"Bearer x".to_vec())].concat())),
+        ));
+        nest(1, attributes)
+    }
+
+    /// The bytes of a request with both kinds of headers, several
+    /// `authorization`s and everything else Envoy sends around them.
+    fn busy_request() -> Vec<u8> {
+        let mut http = envoy_headers(&[
+            (":authority", "api.example.com"),
+            ("authorization", "Bearer from.the.map"),
+            ("x-request-id", "4b2a6c1e"),
+        ]);
+        http.header_map = Some(HeaderMap {
+            headers: vec![
+                HeaderValue {
+                    key: "Authorization".into(),
+                    raw_value: b"Bearer raw.one".to_vec(),
+                    ..Default::default()
+                },
+                HeaderValue {
+                    key: "accept".into(),
+                    value: "*/*".into(),
+                    ..Default::default()
+                },
+                HeaderValue {
+                    key: "authorization".into(),
+                    value: "Bearer raw.two".into(),
+                    ..Default::default()
+                },
+            ],
+        });
+        full(http).encode_to_vec()
+    }
+
+    /// The generic decoder alone: a buffer in two pieces, split after the
+    /// first key and the first byte of the attributes' length, gives the
+    /// fast path too little contiguous to read.
+    fn generic(wire: &[u8]) -> Result<CheckRequest, DecodeError> {
+        let split = wire.len().min(2);
+        CheckRequest::decode(wire[..split].chain(&wire[split..]))
+    }
+
+    /// The fast path may only be faster: for every input, what it decodes
+    /// (or, falling back, fails to) is what the generic decoder says.
+    #[test]
+    fn the_fast_path_agrees_with_the_generic_decoder() {
+        let busy = busy_request();
+        let plain = full(envoy_headers(&[("authorization", "Bearer aaa.bbb.ccc")])).encode_to_vec();
+        let repeated = repeated_keys_in_any_order();
+        for wire in [&busy, &plain, &repeated] {
+            assert!(scan::attributes(&wire[1..]).is_some(), "well-formed requests take the fast path");
+            assert!(scan::attributes(&wire[1..2]).is_none(), "and the generic decoder's test does not");
+            let decoded = CheckRequest::decode(wire.as_slice()).expect("decodes");
+            assert_eq!(Ok(&decoded), generic(wire).as_ref());
+        }
+        assert_eq!(
+            CheckRequest::decode(busy.as_slice()).unwrap().http.header_map,
+            vec![b"Bearer raw.one".to_vec(), b"Bearer raw.two".to_vec()]
+        );
+
+        // Every cut, and every byte replaced by each one-byte key (tags 1 to
+        // 15, every wire type), a varint's continuation and 0xff.
+        let cuts = [&busy, &plain, &repeated]
+            .into_iter()
+            .flat_map(|wire| (0..wire.len()).map(|cut| wire[..cut].to_vec()));
+        let changes = [&busy, &plain, &repeated].into_iter().flat_map(|wire| {
+            (0..wire.len()).flat_map(move |position| {
+                (0..=0x80).chain([0xff]).map(move |byte| {
+                    let mut changed = wire.clone();
+                    changed[position] = byte;
+                    changed
+                })
+            })
+        });
+        let varints = [&[0xff; 9][..], &[0xff; 10], &[0xff; 11]]
+            .into_iter()
+            .flat_map(|prefix| [0x00, 0x01, 0x02, 0x7f].map(|last| with_varint(&[prefix, &[last]].concat())));
+        let (mut inputs, mut fast_path_taken) = (0, 0);
+        for input in cuts.chain(changes).chain(varints) {
+            let (fast, slow) = (CheckRequest::decode(input.as_slice()), generic(&input));
+            assert_eq!(fast.as_ref().ok(), slow.as_ref().ok(), "{input:02x?}");
+            inputs += 1;
+            fast_path_taken += usize::from(input.first() == Some(&0x0a) && scan::attributes(&input[1..]).is_some());
+        }
+        assert!(fast_path_taken > inputs / 2, "{fast_path_taken} of {inputs}");
     }
 
     #[test]
