@@ -95,6 +95,8 @@ fn the_check_refuses_what_envoy_refuses() {
         ("port_value: 50051", "port_value: 70000", "port_value"),
         ("{cluster_name: token_authority}", "{cluster_name: \"\"}", "cluster_name"),
         ("{cluster_name: token_authority}", "{cluster_name: elsewhere}", "elsewhere"),
+        ("      envoy_grpc: {cluster_name: token_authority}\n", "", "target_specifier"),
+        ("{socket_address: {address: token-authority.internal, port_value: 50051}}", "{}", "address"),
         ("type: STRICT_DNS", "type: STRICT_DNZ", "STRICT_DNZ"),
         ("{http2_protocol_options: {}}", "{}", "protocol_config"),
         // HTTP/2 set the way older Envoys took it, on the cluster itself.
