@@ -11,9 +11,11 @@
 //! Envoy also enforces the protos' `(validate.rules)`: the rules the
 //! configuration could break (required messages and oneofs, minimum lengths
 //! and counts, numeric bounds, deprecated fields and enum values) are
-//! checked here by walking the decoded message. What this cannot check is
-//! Envoy's own behaviour beyond its protos: that the filters are registered
-//! in the Envoy build at hand, that DNS resolves, that the cluster answers.
+//! checked here by walking the decoded message; so are two of Envoy's own
+//! start-up checks (the gRPC service's cluster exists, the router ends the
+//! filter chain). What this cannot check is the rest of Envoy's behaviour:
+//! rules it enforces in code, that the filters are registered in the Envoy
+//! build at hand, that DNS resolves, that the cluster answers.
 
 use std::{
     collections::BTreeSet,
@@ -99,6 +101,11 @@ fn the_check_refuses_what_envoy_refuses() {
         ("{socket_address: {address: token-authority.internal, port_value: 50051}}", "{}", "address"),
         ("type: STRICT_DNS", "type: STRICT_DNZ", "STRICT_DNZ"),
         ("{http2_protocol_options: {}}", "{}", "protocol_config"),
+        (
+            "- name: envoy.filters.http.ext_authz",
+            "- name: envoy.filters.http.router\n  typed_config:\n    \"@type\": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router\n- name: envoy.filters.http.ext_authz",
+            "router",
+        ),
         // HTTP/2 set the way older Envoys took it, on the cluster itself.
         ("type: STRICT_DNS", "type: STRICT_DNS\n  http2_protocol_options: {}", "deprecated"),
     ];
@@ -119,8 +126,8 @@ fn the_check_refuses_what_envoy_refuses() {
 }
 
 /// Whether Envoy would load `readme` (the YAML of the README's block): the
-/// complete bootstrap decodes, keeps the rules and refers only to clusters it
-/// defines.
+/// complete bootstrap decodes, keeps the rules, refers only to clusters it
+/// defines and ends its HTTP filters with the router.
 fn check_envoy(readme: &str) -> Result<(), String> {
     let pool = &*ENVOY;
     let bootstrap = bootstrap_with(readme)?;
@@ -129,6 +136,7 @@ fn check_envoy(readme: &str) -> Result<(), String> {
     let mut problems = Vec::new();
     check_rules(pool, &decoded, "", &mut problems);
     check_grpc_clusters(&bootstrap, &mut problems);
+    check_router_last(&bootstrap, &mut problems);
     if problems.is_empty() {
         Ok(())
     } else {
@@ -360,6 +368,22 @@ fn check_grpc_clusters(bootstrap: &serde_json::Value, problems: &mut Vec<String>
         if !defined.contains(name) {
             problems.push(format!("envoy_grpc calls cluster {name:?}, which is not among the clusters {defined:?}"));
         }
+    }
+}
+
+/// The router, the one terminal filter here, ends the HTTP filter chain and
+/// appears once: Envoy refuses a chain that does otherwise.
+fn check_router_last(bootstrap: &serde_json::Value, problems: &mut Vec<String>) {
+    const ROUTER: &str = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router";
+    let manager = &bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+    let types: Vec<&str> = manager["http_filters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|filter| filter["typed_config"]["@type"].as_str().unwrap_or_default())
+        .collect();
+    if types.last() != Some(&ROUTER) || types.iter().filter(|&&filter| filter == ROUTER).count() != 1 {
+        problems.push(format!("http_filters must end with the router, once: {types:?}"));
     }
 }
 
