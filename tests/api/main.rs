@@ -9,6 +9,7 @@ mod binding;
 mod callers;
 mod cli;
 mod database_files;
+mod envoy_config;
 mod ext_authz;
 mod grpcurl;
 mod health;
