@@ -135,6 +135,11 @@ pub(super) async fn run(
     let period = feed.settings.heartbeat;
     let mut heartbeat = interval_at(Instant::now() + period, period);
     heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    // Until the first catch-up below is done, the client holds less than
+    // was committed before it connected; the heartbeat after it says when
+    // it no longer does (a client counts itself fresh from there, not from
+    // the first message).
+    let mut caught_up = false;
     loop {
         // Catch up from the database.
         loop {
@@ -159,6 +164,11 @@ pub(super) async fn run(
             if !full {
                 break;
             }
+        }
+        if !caught_up {
+            caught_up = true;
+            send(sender, &mut shutdown, FeedItem::Heartbeat { cursor: last_sent }).await?;
+            heartbeat.reset();
         }
         // Follow the broadcast until behind or a gap.
         loop {

@@ -325,6 +325,43 @@ async fn heartbeats_arrive_on_an_idle_stream_with_the_latest_cursor() {
     }
 }
 
+/// A consumer that resumes (or starts from a snapshot) is told when it has
+/// caught up: a heartbeat right after what it missed, long before the idle
+/// heartbeat. Without it, a verifier could only count itself current from
+/// its first message, before the revocations it missed had arrived.
+#[tokio::test]
+async fn a_heartbeat_marks_the_end_of_what_a_stream_had_missed() {
+    let mut app = TestConfig::default()
+        .configure(|config| config.revocations.heartbeat = Duration::from_secs(3600))
+        .spawn()
+        .await;
+    for name in ["alice", "bob", "carol"] {
+        let login = app.user_with_session(name).await;
+        app.logout(&login.access_token).await.unwrap();
+    }
+    let next = async |stream: &mut tonic::Streaming<proto::RevocationEvent>| {
+        let message = tokio::time::timeout(Duration::from_secs(30), stream.message()).await;
+        message.expect("a message long before the idle heartbeat").unwrap().unwrap()
+    };
+
+    let mut resumed = app.watch(1, false).await.unwrap();
+    let missed = [next(&mut resumed).await, next(&mut resumed).await];
+    let caught_up = next(&mut resumed).await;
+    let mut current = app.watch(3, false).await.unwrap();
+    let nothing_missed = next(&mut current).await;
+    let mut snapshot = app.watch(0, true).await.unwrap();
+    let mut after_snapshot = next(&mut snapshot).await;
+    while after_snapshot.kind() != Kind::SnapshotEnd {
+        after_snapshot = next(&mut snapshot).await;
+    }
+    let snapshot_caught_up = next(&mut snapshot).await;
+
+    assert_eq!(missed.map(|event| (event.kind(), event.cursor)), [(Kind::Revoked, 2), (Kind::Revoked, 3)]);
+    for heartbeat in [caught_up, nothing_missed, snapshot_caught_up] {
+        assert_eq!((heartbeat.kind(), heartbeat.cursor), (Kind::Heartbeat, 3));
+    }
+}
+
 /// A server whose tokens all expire within a second and whose events are
 /// kept no longer than that.
 async fn short_retention_app() -> TestApp {
@@ -430,9 +467,17 @@ async fn shutdown_ends_streams_with_unavailable() {
     let mut stream = app.watch(0, false).await.unwrap();
 
     let stopping = tokio::spawn(async move { app.stop().await });
-    let ended = tokio::time::timeout(Duration::from_secs(10), stream.message())
-        .await
-        .expect("the stream ends promptly");
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match stream.message().await {
+                // The caught-up heartbeat may come first.
+                Ok(Some(event)) if event.kind() == Kind::Heartbeat => {}
+                other => break other,
+            }
+        }
+    })
+    .await
+    .expect("the stream ends promptly");
 
     let status = ended.expect_err("the stream ends with a status");
     assert_eq!(status.code(), Code::Unavailable);
