@@ -216,6 +216,14 @@ impl RevocationFeed {
     ) -> Result<ReceiverStream<Result<FeedItem, FeedError>>, FeedError> {
         // Subscribe before reading the bounds: nothing published from now on is missed.
         let live = self.live.subscribe();
+        // On PostgreSQL an event gets its cursor after its commit; number
+        // every event committed so far, so that the stream's catch-up (and
+        // the heartbeat that ends it) covers every revocation made before
+        // it started, even one whose call returned a moment ago.
+        if self.number_waiting_events().await? > 0 {
+            // The follower fans out what it did not number itself.
+            self.wake();
+        }
         let bounds = self.repository.cursor_bounds().await?;
         let start = subscriber::Start::choose(request, bounds)?;
         // Read after the bounds: a change missing from this set has its
@@ -247,22 +255,27 @@ impl RevocationFeed {
                 () = tokio::time::sleep(self.settings.poll_interval) => {}
                 _ = shutdown.wait_for(|stopped| *stopped) => return,
             }
-            let sequenced = match self.sequence().await {
-                Ok(sequenced) => sequenced,
-                Err(error) => {
-                    warn!(error = %error, "cannot number the waiting revocation events; retrying");
-                    continue;
-                }
-            };
+            if let Err(error) = self.number_waiting_events().await {
+                warn!(error = %error, "cannot number the waiting revocation events; retrying");
+                continue;
+            }
             if let Err(error) = self.publish_new_events(&mut published).await {
                 warn!(error = %error, "cannot read the revocation outbox; retrying");
             }
-            if sequenced > 0
-                && let Err(error) = self.repository.announce_revocations(&self.origin).await
-            {
-                warn!(error = %error, "cannot announce revocations to other replicas; they will poll");
-            }
         }
+    }
+
+    /// Numbers every event waiting for a cursor and, if there were any,
+    /// tells the other replicas, whichever task did the numbering; how many
+    /// it numbered.
+    async fn number_waiting_events(&self) -> Result<u64, RepositoryError> {
+        let sequenced = self.sequence().await?;
+        if sequenced > 0
+            && let Err(error) = self.repository.announce_revocations(&self.origin).await
+        {
+            warn!(error = %error, "cannot announce revocations to other replicas; they will poll");
+        }
+        Ok(sequenced)
     }
 
     /// Numbers every event waiting for a cursor; how many it numbered.
