@@ -229,6 +229,9 @@ struct Shared {
     /// The last live cursor applied (0 before the first snapshot).
     cursor: AtomicU64,
     synced: watch::Sender<bool>,
+    /// Marked after each change that can turn an accepted token into a
+    /// refused one (see [`LocalVerifier::changes`]); holds the cursor.
+    changes: watch::Sender<u64>,
 }
 
 impl Shared {
@@ -348,6 +351,7 @@ impl LocalVerifier {
                 remote: parts.remote,
                 cursor: AtomicU64::new(0),
                 synced,
+                changes: watch::Sender::new(0),
             }),
             tasks: Arc::new(Tasks::default()),
         }
@@ -417,6 +421,17 @@ impl LocalVerifier {
         apply(&self.shared, event, false);
     }
 
+    /// Marked changed each time the verifier has applied something that
+    /// can change its answers: a live revocation or rotation, a new key set,
+    /// the end of a snapshot (the value is the cursor then). A service that
+    /// checked a token once for a long-lived connection (a WebSocket, a
+    /// gRPC stream) can check it again on each change, instead of on a
+    /// timer, and close the connection within the stream's latency of a
+    /// logout.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.shared.changes.subscribe()
+    }
+
     /// The last live cursor applied (0 before the first snapshot).
     pub fn cursor(&self) -> u64 {
         self.shared.cursor.load(Ordering::Acquire)
@@ -464,6 +479,8 @@ fn apply(shared: &Shared, event: &proto::RevocationEvent, in_snapshot: bool) {
             shared.replace_keys(&event.jwks);
             if !in_snapshot {
                 shared.heard();
+                // The value (the cursor) stays; receivers are marked all the same.
+                shared.changes.send_modify(|_| {});
             }
         }
         Kind::Revoked => {
@@ -471,12 +488,14 @@ fn apply(shared: &Shared, event: &proto::RevocationEvent, in_snapshot: bool) {
             if !in_snapshot {
                 shared.cursor.store(event.cursor, Ordering::Release);
                 shared.heard();
+                shared.changes.send_replace(event.cursor);
             }
         }
         Kind::SnapshotEnd => {
             shared.cursor.store(event.cursor, Ordering::Release);
             shared.heard();
             shared.synced.send_replace(true);
+            shared.changes.send_replace(event.cursor);
         }
         Kind::Heartbeat => shared.heard(),
         Kind::Unspecified => {}
