@@ -289,6 +289,17 @@ impl Report {
         });
     }
 
+    /// Revocation as the client crate's verifiers see it.
+    pub fn local_verifiers(&mut self, visible: &Stats, verifiers: usize) {
+        let measured = format!(
+            "Revocation visible in {verifiers} LocalVerifiers (the client crate's, each on its own stream and connection): Logout returns -> each refuses the token, seen before, as revoked"
+        );
+        self.propagation_row(measured, visible, verifiers, "p99 <= 10 ms on SQLite", 10.0);
+        self.notes.push(format!(
+            "LocalVerifiers: {verifiers} built with the client crate's public API (`Client::builder(..).service_key(..).connect_lazy()`, `LocalVerifier::builder(..).start()`), in the benchmark's process, on a server signing with its own stored EdDSA key; each round logs in, has every verifier accept the new token once, logs out, and takes the instant each verifier, woken by `LocalVerifier::changes`, first answers `Revoked` from `verify_local`. Rounds run one after the other."
+        ));
+    }
+
     pub fn memory(&mut self, memory: Memory) {
         let per_subscriber =
             memory.with_subscribers_rss.saturating_sub(memory.started_rss) as f64 / memory.subscribers.max(1) as f64;
