@@ -150,6 +150,10 @@ async fn an_altered_payload_does_not_borrow_a_remembered_signature() {
         URL_SAFE_NO_PAD.encode(forged_claims.to_string())
     );
     assert_eq!(refusal(&fixture, &forged), Some(Reason::BadSignature));
+    // The same tail (the lookup's hash), a shorter or longer token.
+    assert_ne!(refusal(&fixture, &token[1..]), None, "a shorter token");
+    assert_ne!(refusal(&fixture, &format!("e{token}")), None, "a longer token");
+    assert_eq!(refusal(&fixture, &token), None, "the remembered token itself");
 }
 
 #[tokio::test]
