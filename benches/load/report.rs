@@ -270,11 +270,12 @@ impl Report {
         self.rows.push(Row {
             measured,
             result: format!(
-                "{} samples; p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms{}",
+                "{} samples; p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms, max {:.2} ms{}",
                 propagation.completed,
                 propagation.quantile_ms(0.5),
                 p99,
                 propagation.quantile_ms(0.999),
+                propagation.max_ms(),
                 if propagation.errors > 0 {
                     format!("; {} missing", propagation.errors)
                 } else {
@@ -285,7 +286,8 @@ impl Report {
             ratio: "-".into(),
             target: target.into(),
             met: self.judge(p99 <= p99_limit_ms && propagation.errors == 0),
-            json: json!({"subscribers": subscribers, "latency": stats_json(propagation)}),
+            json: json!({"subscribers": subscribers, "latency": stats_json(propagation),
+                "max_ms": propagation.max_ms()}),
         });
     }
 
