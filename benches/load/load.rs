@@ -103,6 +103,11 @@ impl Stats {
         self.latencies.value_at_quantile(quantile) as f64 / 1000.0
     }
 
+    /// The longest latency in milliseconds.
+    pub fn max_ms(&self) -> f64 {
+        self.latencies.max() as f64 / 1000.0
+    }
+
     pub fn record(&mut self, latency: Duration) {
         let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).max(1);
         let _ = self.latencies.record(micros);

@@ -6,6 +6,7 @@
 //! `cargo bench --bench load` runs the full mode (a few minutes);
 //! `cargo bench --bench load -- --short` runs in seconds with small seeds (CI
 //! runs it to keep the harness working; its figures are not judged).
+//! `-- --only local-verifiers` runs that one row, in either mode.
 //! Results go to `bench-results/latest.json` and `bench-results/latest.md`.
 
 mod floors;
@@ -14,6 +15,7 @@ mod load;
 mod report;
 mod seed;
 mod server;
+mod verifiers;
 
 use std::{
     collections::HashMap,
@@ -80,9 +82,19 @@ struct Args {
     /// temporary one, removed at the end).
     #[arg(long)]
     work_dir: Option<PathBuf>,
+    /// Runs this row alone (with the seeds and the server it needs).
+    #[arg(long, value_enum)]
+    only: Option<OnlyRow>,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
+}
+
+/// The rows that can run alone (`--only`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum OnlyRow {
+    /// Revocation visible in 100 LocalVerifiers.
+    LocalVerifiers,
 }
 
 /// Alternating slices per comparison in the full mode.
@@ -93,6 +105,8 @@ const VERIFY_SET: usize = 1000;
 const LIGHT_CONCURRENCY: usize = 8;
 /// Subscribers that time the propagation of revocations.
 const PROPAGATION_SUBSCRIBERS: usize = 100;
+/// Client-crate verifiers that time the same.
+const LOCAL_VERIFIERS: usize = 100;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -126,6 +140,13 @@ async fn main() -> anyhow::Result<()> {
     };
     let database = |name: &str| format!("sqlite:{}", workspace.join(name).display());
     let mut report = Report::new(args.short, Machine::describe(), spec);
+
+    if args.only == Some(OnlyRow::LocalVerifiers) {
+        local_verifiers(&database("verifiers.db"), &workspace, logouts, &mut report).await?;
+        report.write(&args.output)?;
+        println!("{}", report.markdown());
+        return Ok(());
+    }
 
     let rounds = if args.short { 1 } else { ROUNDS };
     // Each comparison alternates `rounds` slices of each side, after one
@@ -297,6 +318,7 @@ async fn main() -> anyhow::Result<()> {
     let latest = seed::repository(&database("small.db")).await?.cursor_bounds().await?.latest;
     let propagation = propagation(&server, &server, latest, logout_sessions, &logout_tokens).await?;
     report.propagation(&propagation, PROPAGATION_SUBSCRIBERS);
+    local_verifiers(&database("verifiers.db"), &workspace, logouts, &mut report).await?;
 
     eprintln!("Verify with {VERIFY_SET} sessions against Verify with {large}");
     let large_server = Server::start(&database("large.db"), &workspace.join("large.log")).await?;
@@ -720,6 +742,25 @@ async fn propagation(
     }
     stats.elapsed = Duration::from_secs(1);
     Ok(stats)
+}
+
+/// Revocation visible in [`LOCAL_VERIFIERS`] of the client crate's
+/// verifiers, on a server of its own that signs with its stored EdDSA key
+/// (the verifiers trust only keys from the stream, never the HS256 secret
+/// the seeded tokens are signed with).
+async fn local_verifiers(
+    database: &str,
+    workspace: &std::path::Path,
+    logouts: usize,
+    report: &mut Report,
+) -> anyhow::Result<()> {
+    eprintln!("revocation visible in {LOCAL_VERIFIERS} LocalVerifiers");
+    seed::seed(database, 1).await?;
+    let server = Server::start_stored_keys(database, &workspace.join("verifiers.log")).await?;
+    let visible = verifiers::revocation_visible(&server, LOCAL_VERIFIERS, logouts).await?;
+    server.stop().await?;
+    report.local_verifiers(&visible, LOCAL_VERIFIERS);
+    Ok(())
 }
 
 /// Opens `count` revocation streams over a few connections and keeps them open.

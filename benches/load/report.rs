@@ -270,11 +270,12 @@ impl Report {
         self.rows.push(Row {
             measured,
             result: format!(
-                "{} samples; p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms{}",
+                "{} samples; p50 {:.2} ms, p99 {:.2} ms, p999 {:.2} ms, max {:.2} ms{}",
                 propagation.completed,
                 propagation.quantile_ms(0.5),
                 p99,
                 propagation.quantile_ms(0.999),
+                propagation.max_ms(),
                 if propagation.errors > 0 {
                     format!("; {} missing", propagation.errors)
                 } else {
@@ -285,8 +286,20 @@ impl Report {
             ratio: "-".into(),
             target: target.into(),
             met: self.judge(p99 <= p99_limit_ms && propagation.errors == 0),
-            json: json!({"subscribers": subscribers, "latency": stats_json(propagation)}),
+            json: json!({"subscribers": subscribers, "latency": stats_json(propagation),
+                "max_ms": propagation.max_ms()}),
         });
+    }
+
+    /// Revocation as the client crate's verifiers see it.
+    pub fn local_verifiers(&mut self, visible: &Stats, verifiers: usize) {
+        let measured = format!(
+            "Revocation visible in {verifiers} LocalVerifiers (the client crate's, each on its own stream and connection): Logout returns -> each refuses the token, seen before, as revoked"
+        );
+        self.propagation_row(measured, visible, verifiers, "p99 <= 10 ms on SQLite", 10.0);
+        self.notes.push(format!(
+            "LocalVerifiers: {verifiers} built with the client crate's public API (`Client::builder(..).service_key(..).connect_lazy()`, `LocalVerifier::builder(..).start()`), in the benchmark's process, on a server signing with its own stored EdDSA key; each round logs in, has every verifier accept the new token once, logs out, and takes the instant each verifier, woken by `LocalVerifier::changes`, first answers `Revoked` from `verify_local`. Rounds run one after the other."
+        ));
     }
 
     pub fn memory(&mut self, memory: Memory) {

@@ -19,7 +19,7 @@ use token_authority::{
     repository::{DatabaseConfig, Repository},
 };
 
-use super::server::JWT_SECRET;
+use super::server::{AUDIENCE, ISSUER, JWT_SECRET};
 
 pub const LOGIN_USER: &str = "bench-login";
 pub const CLIENT_IP: &str = "203.0.113.7";
@@ -109,8 +109,8 @@ pub async fn seed(database_url: &str, count: usize) -> anyhow::Result<Seeded> {
 /// Signs tokens exactly as the server does.
 pub fn keyring() -> anyhow::Result<Keyring> {
     let policy = TokenPolicy {
-        issuer: "token-authority".into(),
-        audience: "token-authority".into(),
+        issuer: ISSUER.into(),
+        audience: AUDIENCE.into(),
         leeway: Duration::from_secs(5),
     };
     Ok(Keyring::new(SigningKey::hs256(JWT_SECRET.as_bytes().to_vec())?, vec![], policy))

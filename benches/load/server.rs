@@ -15,6 +15,9 @@ use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus,
 pub const JWT_SECRET: &str = "benchmark-secret-that-is-at-least-32-bytes";
 pub const ADMIN_KEY: &str = "benchmark-admin-key-0001";
 pub const SERVICE_KEY: &str = "benchmark-service-key-01";
+/// The server's JWT_ISSUER and JWT_AUDIENCE (its defaults).
+pub const ISSUER: &str = "token-authority";
+pub const AUDIENCE: &str = "token-authority";
 
 const BINARY: &str = env!("CARGO_BIN_EXE_token-authority");
 

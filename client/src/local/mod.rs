@@ -21,6 +21,7 @@ mod sessions;
 mod token;
 
 use std::{
+    hash::BuildHasher,
     sync::{
         Arc,
         atomic::{AtomicI64, AtomicU64, Ordering},
@@ -200,6 +201,9 @@ struct Parts {
 /// A verification remembered: the token's signature and claims are good;
 /// its window and its session's state are checked again on every use.
 struct Seen {
+    /// The whole token, compared on every lookup: the map's key is the hash
+    /// of its tail only.
+    token: Box<str>,
     claims: Arc<Claims>,
     checked: Checked,
     /// The key set's epoch when it was verified: a key removed since
@@ -210,6 +214,16 @@ struct Seen {
 /// Never heard from the authority.
 const NEVER: i64 = i64::MIN;
 
+/// How many bytes of a token's end are hashed to find it among the seen
+/// tokens, as the authority's Verify does (`verified_tokens.rs`). They lie in
+/// the signature (43 characters for HS256, 86 for EdDSA and ES256, 342 for
+/// RS256): unpredictable without the signing key, and short, where hashing
+/// the whole token (about 500 bytes) cost more than the rest of a lookup.
+/// The whole token is then compared, so a token with the same tail and
+/// another header or payload is a miss, and goes through the full check;
+/// only tokens that passed it are inserted.
+const HASHED_TAIL: usize = 32;
+
 /// What the verifier, its clones and its tasks share.
 struct Shared {
     policy: TokenPolicy,
@@ -218,7 +232,10 @@ struct Shared {
     key_epoch: AtomicU64,
     hs256: Option<PublicKey>,
     sessions: SessionStates,
-    seen: DashMap<Box<str>, Arc<Seen>, foldhash::fast::RandomState>,
+    /// Keyed by [`Shared::seen_key`]; two tokens with the same key (a 64-bit
+    /// collision): the later one wins, the other is checked in full again.
+    seen: DashMap<u64, Seen, foldhash::fast::RandomState>,
+    seen_hasher: foldhash::fast::RandomState,
     seen_capacity: usize,
     clock: Arc<dyn Clock>,
     /// Unix ms of the clock when the authority was last heard from.
@@ -229,12 +246,20 @@ struct Shared {
     /// The last live cursor applied (0 before the first snapshot).
     cursor: AtomicU64,
     synced: watch::Sender<bool>,
+    /// Marked after each change that can turn an accepted token into a
+    /// refused one (see [`LocalVerifier::changes`]); holds the cursor.
+    changes: watch::Sender<u64>,
 }
 
 impl Shared {
     fn now_ms(&self) -> i64 {
         let since = self.clock.now().duration_since(UNIX_EPOCH).unwrap_or_default();
         i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+    }
+
+    fn seen_key(&self, token: &str) -> u64 {
+        let bytes = token.as_bytes();
+        self.seen_hasher.hash_one(&bytes[bytes.len().saturating_sub(HASHED_TAIL)..])
     }
 
     fn heard(&self) {
@@ -340,6 +365,7 @@ impl LocalVerifier {
                 hs256: parts.hs256,
                 sessions: SessionStates::default(),
                 seen: DashMap::with_hasher(foldhash::fast::RandomState::default()),
+                seen_hasher: foldhash::fast::RandomState::default(),
                 seen_capacity: parts.seen_capacity,
                 clock: parts.clock,
                 last_heard: AtomicI64::new(NEVER),
@@ -348,6 +374,7 @@ impl LocalVerifier {
                 remote: parts.remote,
                 cursor: AtomicU64::new(0),
                 synced,
+                changes: watch::Sender::new(0),
             }),
             tasks: Arc::new(Tasks::default()),
         }
@@ -365,21 +392,26 @@ impl LocalVerifier {
             return Err(LocalRefusal::Stale);
         }
         let epoch = shared.key_epoch.load(Ordering::Acquire);
-        let seen = shared.seen.get(token).map(|entry| entry.value().clone());
+        let key = shared.seen_key(token);
+        let seen = shared.seen.get(&key).and_then(|entry| {
+            let seen = entry.value();
+            (seen.epoch == epoch && *seen.token == *token).then(|| (seen.claims.clone(), seen.checked))
+        });
         let (claims, checked) = match seen {
-            Some(seen) if seen.epoch == epoch => (seen.claims.clone(), seen.checked),
-            _ => {
+            Some(seen) => seen,
+            None => {
                 let keys = shared.keys.load();
                 let (claims, checked) = token::check(token, &keys, shared.hs256.as_ref(), &shared.policy, now)
                     .map_err(LocalRefusal::Invalid)?;
                 let claims = Arc::new(claims);
                 if shared.seen.len() < shared.seen_capacity {
-                    let seen = Arc::new(Seen {
+                    let seen = Seen {
+                        token: token.into(),
                         claims: claims.clone(),
                         checked,
                         epoch,
-                    });
-                    shared.seen.insert(token.into(), seen);
+                    };
+                    shared.seen.insert(key, seen);
                 }
                 (claims, checked)
             }
@@ -415,6 +447,17 @@ impl LocalVerifier {
     /// Applies one stream message by hand (see [`LocalVerifierBuilder::detached`]).
     pub fn apply(&self, event: &proto::RevocationEvent) {
         apply(&self.shared, event, false);
+    }
+
+    /// Marked changed each time the verifier has applied something that
+    /// can change its answers: a live revocation or rotation, a new key set,
+    /// the end of a snapshot (the value is the cursor then). A service that
+    /// checked a token once for a long-lived connection (a WebSocket, a
+    /// gRPC stream) can check it again on each change, instead of on a
+    /// timer, and close the connection within the stream's latency of a
+    /// logout.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.shared.changes.subscribe()
     }
 
     /// The last live cursor applied (0 before the first snapshot).
@@ -464,6 +507,8 @@ fn apply(shared: &Shared, event: &proto::RevocationEvent, in_snapshot: bool) {
             shared.replace_keys(&event.jwks);
             if !in_snapshot {
                 shared.heard();
+                // The value (the cursor) stays; receivers are marked all the same.
+                shared.changes.send_modify(|_| {});
             }
         }
         Kind::Revoked => {
@@ -471,12 +516,14 @@ fn apply(shared: &Shared, event: &proto::RevocationEvent, in_snapshot: bool) {
             if !in_snapshot {
                 shared.cursor.store(event.cursor, Ordering::Release);
                 shared.heard();
+                shared.changes.send_replace(event.cursor);
             }
         }
         Kind::SnapshotEnd => {
             shared.cursor.store(event.cursor, Ordering::Release);
             shared.heard();
             shared.synced.send_replace(true);
+            shared.changes.send_replace(event.cursor);
         }
         Kind::Heartbeat => shared.heard(),
         Kind::Unspecified => {}

@@ -9,6 +9,8 @@
 //! the authority signs, kept as `u128` (16 bytes instead of a 36-character
 //! string): a revoked session costs one key and one timestamp.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use dashmap::DashMap;
 use uuid::Uuid;
 
@@ -37,6 +39,10 @@ pub(crate) struct SessionStates {
     /// Retired tokens named by events of servers older than the per-session
     /// rule (no current_token_id): jti -> expiry (unix ms).
     legacy_denied: FastMap<i64>,
+    /// Set (for good) once `legacy_denied` has held an entry, so that the
+    /// hot path skips it with one load: `DashMap::is_empty` read-locks every
+    /// shard (four per core).
+    any_legacy_denied: AtomicBool,
 }
 
 /// Unix milliseconds of a timestamp; unset reads as "never", which only an
@@ -73,6 +79,8 @@ impl SessionStates {
         };
         if event.current_token_id.is_empty() {
             self.legacy_denied.insert(retired, millis(event.expires_at.as_ref()));
+            // After the insert: a check that sees the flag finds the entry.
+            self.any_legacy_denied.store(true, Ordering::Release);
             return;
         }
         let Some(current) = id(&event.current_token_id) else {
@@ -106,7 +114,7 @@ impl SessionStates {
         if self.revoked.contains_key(&session) {
             return Err(Reason::Revoked);
         }
-        if !self.legacy_denied.is_empty() && self.legacy_denied.contains_key(&token) {
+        if self.any_legacy_denied.load(Ordering::Acquire) && self.legacy_denied.contains_key(&token) {
             return Err(Reason::Rotated);
         }
         let Some(rotation) = self.rotated.get(&session).map(|entry| *entry) else {

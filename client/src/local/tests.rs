@@ -150,6 +150,10 @@ async fn an_altered_payload_does_not_borrow_a_remembered_signature() {
         URL_SAFE_NO_PAD.encode(forged_claims.to_string())
     );
     assert_eq!(refusal(&fixture, &forged), Some(Reason::BadSignature));
+    // The same tail (the lookup's hash), a shorter or longer token.
+    assert_ne!(refusal(&fixture, &token[1..]), None, "a shorter token");
+    assert_ne!(refusal(&fixture, &format!("e{token}")), None, "a longer token");
+    assert_eq!(refusal(&fixture, &token), None, "the remembered token itself");
 }
 
 #[tokio::test]
@@ -175,6 +179,36 @@ async fn a_remembered_token_still_expires_and_still_meets_revocations() {
     assert_eq!(refusal(&fixture, &token), None);
     fixture.clock.0.store(NOW + 601, Ordering::SeqCst);
     assert_eq!(refusal(&fixture, &token), Some(Reason::Expired));
+}
+
+#[tokio::test]
+async fn a_revocation_and_a_key_set_mark_a_change_heartbeats_do_not() {
+    let fixture = fixture(|builder| builder);
+    let token = sign(&fixture.key, &header(), &claims());
+    let mut changes = fixture.verifier.changes();
+    fixture.verifier.apply(&proto::RevocationEvent {
+        kind: proto::RevocationEventKind::Heartbeat.into(),
+        ..Default::default()
+    });
+    assert!(!changes.has_changed().unwrap(), "a heartbeat changes no answer");
+
+    fixture.verifier.apply(&proto::RevocationEvent {
+        cursor: 7,
+        kind: proto::RevocationEventKind::Revoked.into(),
+        session_id: SESSION.into(),
+        session_expires_at: Some(prost_types::Timestamp {
+            seconds: NOW + 600,
+            nanos: 0,
+        }),
+        ..Default::default()
+    });
+    tokio::time::timeout(Duration::from_secs(5), changes.changed()).await.unwrap().unwrap();
+    assert_eq!(*changes.borrow_and_update(), 7);
+    assert_eq!(refusal(&fixture, &token), Some(Reason::Revoked), "refused once the change is marked");
+
+    fixture.verifier.apply(&key_set(jwks("k1", &fixture.key)));
+    assert!(changes.has_changed().unwrap(), "a new key set may drop a key");
+    assert_eq!(*changes.borrow_and_update(), 7, "the cursor stays");
 }
 
 #[tokio::test]
