@@ -139,8 +139,9 @@ impl LocalVerifierBuilder {
     }
 
     /// Starts following the stream; the verifier refuses (or asks the
-    /// authority, per [`WhenStale`]) until the first snapshot is in: await
-    /// [`LocalVerifier::synced`] to wait for it. Needs a Tokio runtime.
+    /// authority, per [`WhenStale`]) until the first snapshot is in and the
+    /// stream has caught up: await [`LocalVerifier::synced`] to wait for
+    /// it. Needs a Tokio runtime.
     pub fn start(self) -> LocalVerifier {
         let (synced, _) = watch::channel(false);
         let verifier = LocalVerifier::with_parts(self.parts(), synced);
@@ -437,7 +438,8 @@ impl LocalVerifier {
         }
     }
 
-    /// Waits until the first snapshot is in (returns at once if it is).
+    /// Waits until the first snapshot is in and the stream has caught up
+    /// with the authority (returns at once if it has).
     pub async fn synced(&self) {
         let mut receiver = self.shared.synced.subscribe();
         // The sender lives in `shared`, which `self` holds: never closed here.
@@ -446,7 +448,7 @@ impl LocalVerifier {
 
     /// Applies one stream message by hand (see [`LocalVerifierBuilder::detached`]).
     pub fn apply(&self, event: &proto::RevocationEvent) {
-        apply(&self.shared, event, false);
+        apply(&self.shared, event, Phase::Live);
     }
 
     /// Marked changed each time the verifier has applied something that
@@ -497,36 +499,61 @@ fn forget_expired(shared: &Shared) {
         .retain(|_, seen| seen.checked.expires.saturating_mul(1000).saturating_add(leeway_ms) >= now);
 }
 
-/// Applies one message of the stream. During a snapshot, entries change the
-/// state but neither the cursor nor the freshness: only SNAPSHOT_END says
-/// the state is whole.
-fn apply(shared: &Shared, event: &proto::RevocationEvent, in_snapshot: bool) {
+/// Where a connection's stream is, which decides what its messages tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Snapshot entries: they change the state, but neither the cursor nor
+    /// the freshness; SNAPSHOT_END says the state is whole as of its cursor.
+    Snapshot,
+    /// What was committed before the stream began (after the snapshot, or
+    /// after the cursor resumed from): the cursor moves, but the verifier
+    /// is not current until the heartbeat that ends it. Counting itself
+    /// fresh at the first message would trust a state that still lacks the
+    /// revocations made while it was away.
+    CatchingUp,
+    /// Every message is news from the authority as it is now.
+    Live,
+}
+
+/// Applies one message of the stream in `phase`; the phase after it.
+fn apply(shared: &Shared, event: &proto::RevocationEvent, phase: Phase) -> Phase {
     use proto::RevocationEventKind as Kind;
     match event.kind() {
         Kind::KeySet => {
             shared.replace_keys(&event.jwks);
-            if !in_snapshot {
-                shared.heard();
+            if phase != Phase::Snapshot {
                 // The value (the cursor) stays; receivers are marked all the same.
                 shared.changes.send_modify(|_| {});
             }
+            if phase == Phase::Live {
+                shared.heard();
+            }
+            phase
         }
         Kind::Revoked => {
             shared.sessions.apply(event);
-            if !in_snapshot {
+            if phase != Phase::Snapshot {
                 shared.cursor.store(event.cursor, Ordering::Release);
-                shared.heard();
                 shared.changes.send_replace(event.cursor);
             }
+            if phase == Phase::Live {
+                shared.heard();
+            }
+            phase
         }
         Kind::SnapshotEnd => {
             shared.cursor.store(event.cursor, Ordering::Release);
-            shared.heard();
-            shared.synced.send_replace(true);
             shared.changes.send_replace(event.cursor);
+            Phase::CatchingUp
         }
-        Kind::Heartbeat => shared.heard(),
-        Kind::Unspecified => {}
+        // The authority sends one as soon as the stream has caught up, then
+        // one whenever it is idle.
+        Kind::Heartbeat if phase != Phase::Snapshot => {
+            shared.heard();
+            shared.synced.send_if_modified(|synced| !std::mem::replace(synced, true));
+            Phase::Live
+        }
+        Kind::Heartbeat | Kind::Unspecified => phase,
     }
 }
 
@@ -577,22 +604,23 @@ async fn follow_once(
         Error::Status(status) => status,
         other => tonic::Status::unavailable(other.to_string()),
     })?;
-    let mut in_snapshot = resume.is_none();
+    let mut phase = if resume.is_none() {
+        Phase::Snapshot
+    } else {
+        Phase::CatchingUp
+    };
     loop {
         let message = tokio::time::timeout(silence_limit, stream.message())
             .await
             .map_err(|_| tonic::Status::unavailable("the revocation stream was silent past the silence limit"))??;
         let Some(event) = message else { return Ok(()) };
         *delivered = true;
-        apply(shared, &event, in_snapshot);
         match event.kind() {
-            proto::RevocationEventKind::SnapshotEnd => {
-                in_snapshot = false;
-                *resume = Some(event.cursor);
-            }
-            proto::RevocationEventKind::Revoked if !in_snapshot => *resume = Some(event.cursor),
+            proto::RevocationEventKind::SnapshotEnd => *resume = Some(event.cursor),
+            proto::RevocationEventKind::Revoked if phase != Phase::Snapshot => *resume = Some(event.cursor),
             _ => {}
         }
+        phase = apply(shared, &event, phase);
     }
 }
 

@@ -290,3 +290,48 @@ async fn the_memory_of_tokens_is_bounded() {
     }
     assert_eq!(fixture.verifier.remembered_tokens(), 2);
 }
+
+/// After a reconnect, the stream first replays what was missed: the
+/// verifier must not count itself current (nor synced) before the
+/// heartbeat that ends the replay, or it would accept, within
+/// `max_staleness`, a token revoked while it was away.
+#[tokio::test]
+async fn freshness_comes_with_the_end_of_the_catch_up_not_with_the_first_message() {
+    let client = Client::builder("http://127.0.0.1:1").connect_lazy().unwrap();
+    let clock = TestClock(Arc::new(AtomicI64::new(NOW)));
+    let builder = LocalVerifier::builder(client, "issuer", "audience").leeway(Duration::ZERO).clock(clock);
+    let verifier = LocalVerifier::with_parts(builder.parts(), watch::channel(false).0);
+    let key =
+        Ed25519KeyPair::from_pkcs8(Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap().as_ref()).unwrap();
+    let token = sign(&key, &header(), &claims());
+    let event = |kind: proto::RevocationEventKind, cursor| proto::RevocationEvent {
+        cursor,
+        kind: kind.into(),
+        ..Default::default()
+    };
+    let stale = |verifier: &LocalVerifier| matches!(verifier.verify_local(&token), Err(LocalRefusal::Stale));
+    let synced = |verifier: &LocalVerifier| *verifier.shared.synced.subscribe().borrow();
+    let shared = &verifier.shared;
+
+    // A first connection: the snapshot, its end, then what came meanwhile.
+    let mut phase = apply(shared, &key_set(jwks("k1", &key)), Phase::Snapshot);
+    phase = apply(shared, &event(proto::RevocationEventKind::Heartbeat, 3), phase);
+    assert_eq!(phase, Phase::Snapshot, "no heartbeat ends a snapshot");
+    phase = apply(shared, &event(proto::RevocationEventKind::SnapshotEnd, 3), phase);
+    assert_eq!((phase, verifier.cursor()), (Phase::CatchingUp, 3));
+    assert!(stale(&verifier) && !synced(&verifier), "whole as of cursor 3, but not current yet");
+    phase = apply(shared, &event(proto::RevocationEventKind::Heartbeat, 3), phase);
+    assert_eq!(phase, Phase::Live);
+    assert!(!stale(&verifier) && synced(&verifier));
+    assert!(verifier.verify_local(&token).is_ok());
+
+    // Away long enough to go stale, then resumed from cursor 3.
+    verifier.shared.last_heard.store(NEVER, Ordering::Release);
+    let mut phase = apply(shared, &key_set(jwks("k1", &key)), Phase::CatchingUp);
+    phase = apply(shared, &event(proto::RevocationEventKind::Revoked, 4), phase);
+    assert_eq!(verifier.cursor(), 4, "the replay moves the cursor, so a reconnect resumes after it");
+    assert!(stale(&verifier), "still replaying: not current");
+    phase = apply(shared, &event(proto::RevocationEventKind::Heartbeat, 4), phase);
+    assert_eq!(phase, Phase::Live);
+    assert!(!stale(&verifier));
+}
