@@ -54,7 +54,30 @@ pub async fn bind(address: SocketAddr) -> anyhow::Result<TcpListener> {
         .map_err(|error| anyhow::anyhow!("HTTP_ADDR: cannot listen on {address}: {error}"))
 }
 
-/// `Cache-Control` for a document that may be cached `max_age`.
-fn cache_control(max_age: Duration) -> String {
-    format!("public, max-age={}", max_age.as_secs())
+/// Who may keep a document, and for how long.
+#[derive(Debug, Clone, Copy)]
+enum Caching {
+    /// The same for every request: any cache may keep it.
+    Shared(Duration),
+    /// Named after the request's Host: only the client may keep it, since
+    /// a shared cache that handed it to a request for another host would
+    /// send that host's verifiers wherever the first request said.
+    PerHost(Duration),
+}
+
+impl Caching {
+    /// Sets `Cache-Control` (and `Vary` for a per-host document).
+    fn apply(self, headers: &mut axum::http::HeaderMap) {
+        use axum::http::{HeaderValue, header};
+        let (scope, max_age) = match self {
+            Self::Shared(max_age) => ("public", max_age),
+            Self::PerHost(max_age) => {
+                headers.insert(header::VARY, HeaderValue::from_static("host"));
+                ("private", max_age)
+            }
+        };
+        if let Ok(value) = HeaderValue::from_str(&format!("{scope}, max-age={}", max_age.as_secs())) {
+            headers.insert(header::CACHE_CONTROL, value);
+        }
+    }
 }

@@ -16,7 +16,7 @@ use axum::{
 };
 use serde::Serialize;
 
-use super::{HttpState, cache_control};
+use super::{Caching, HttpState};
 
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 pub const DISCOVERY_PATH: &str = "/.well-known/openid-configuration";
@@ -37,7 +37,7 @@ pub(super) fn routes() -> Router<HttpState> {
 }
 
 async fn jwks(State(state): State<HttpState>) -> Response {
-    json_response(state.authority.jwks().to_string(), cache_control(state.discovery.max_age))
+    json_response(state.authority.jwks().to_string(), Caching::Shared(state.discovery.max_age))
 }
 
 #[derive(Serialize)]
@@ -48,14 +48,12 @@ struct DiscoveryDocument<'a> {
 }
 
 async fn discovery(State(state): State<HttpState>, headers: HeaderMap) -> Response {
+    let max_age = state.discovery.max_age;
     let (base, caching) = match &state.discovery.public_url {
-        Some(url) => (url.clone(), cache_control(state.discovery.max_age)),
-        // Named after the Host asked for: a shared cache that handed this
-        // copy to a request for another host would send its verifiers to
-        // whatever host the first request named, so only the client caches.
+        Some(url) => (url.clone(), Caching::Shared(max_age)),
         None => (
             format!("http://{}", host(&headers).unwrap_or_else(|| state.local_addr.to_string())),
-            format!("private, max-age={}", state.discovery.max_age.as_secs()),
+            Caching::PerHost(max_age),
         ),
     };
     let document = DiscoveryDocument {
@@ -69,13 +67,7 @@ async fn discovery(State(state): State<HttpState>, headers: HeaderMap) -> Respon
             .collect(),
     };
     match serde_json::to_string(&document) {
-        Ok(body) => {
-            let mut response = json_response(body, caching);
-            if state.discovery.public_url.is_none() {
-                response.headers_mut().insert(header::VARY, HeaderValue::from_static("host"));
-            }
-            response
-        }
+        Ok(body) => json_response(body, caching),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }
@@ -90,12 +82,10 @@ fn host(headers: &HeaderMap) -> Option<String> {
     plain.then(|| host.to_owned())
 }
 
-fn json_response(body: String, cache_control: String) -> Response {
+fn json_response(body: String, caching: Caching) -> Response {
     let mut response = body.into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if let Ok(value) = HeaderValue::from_str(&cache_control) {
-        headers.insert(header::CACHE_CONTROL, value);
-    }
+    caching.apply(headers);
     response
 }
