@@ -20,6 +20,8 @@ use crate::{
 };
 
 /// Envoy's client, sending the service key as its `initial_metadata` would.
+const CHECK: &str = "/envoy.service.auth.v3.Authorization/Check";
+
 fn envoy(app: &TestApp) -> AuthorizationClient<InterceptedService<Channel, ServiceKey>> {
     AuthorizationClient::with_interceptor(app.channel.clone(), ServiceKey)
 }
@@ -284,4 +286,34 @@ async fn a_database_failure_is_an_error_for_envoys_failure_policy_not_a_denial()
 
     let status = failed.expect_err("an error status, never an OK or a denial");
     assert!(matches!(status.code(), Code::Internal | Code::Unavailable), "{status:?}");
+}
+
+/// Bytes that are no `CheckRequest` (cut short, or a field of the wrong
+/// wire type on the path to the headers) are refused with a status that
+/// says the message did not decode, and the server serves on.
+#[tokio::test]
+async fn a_check_request_that_does_not_decode_is_refused_and_the_server_serves_on() {
+    use prost::Message;
+
+    let mut app = spawn_app().await;
+    let login = app.user_with_session("alice").await;
+    let whole = check_request(&[("authorization", &bearer(&login.access_token))]).encode_to_vec();
+    // attributes (1) -> request (4) -> http (2) -> headers (3) written as a varint.
+    let wrong_wire_type = [0x0a, 0x06, 0x22, 0x04, 0x12, 0x02, 0x18, 0x01];
+
+    for body in [&whole[..whole.len() - 1], &wrong_wire_type[..]] {
+        let mut client = crate::helpers::raw_http2(&app).await;
+        let (response, mut stream) = client.send_request(crate::helpers::grpc_request(CHECK), false).unwrap();
+        let mut frame = vec![0];
+        frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        frame.extend_from_slice(body);
+        stream.send_data(frame.into(), true).unwrap();
+
+        let (code, message) = crate::helpers::status_of(response).await;
+
+        assert_eq!(code, Code::Internal, "{message}");
+        assert!(message.contains("failed to decode Protobuf message"), "{message}");
+    }
+    let response = check(&app, &[("authorization", &bearer(&login.access_token))]).await;
+    assert!(!allowed(&response).headers.is_empty(), "the server serves on");
 }

@@ -795,3 +795,32 @@ impl Pause for Gate {
         })
     }
 }
+
+/// An HTTP/2 connection of the test's own (the h2 crate), which sends what
+/// a well-behaved gRPC client never would: bodies that stop mid-message.
+pub async fn raw_http2(app: &TestApp) -> h2::client::SendRequest<bytes::Bytes> {
+    let tcp = tokio::net::TcpStream::connect(app.address).await.unwrap();
+    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    client.ready().await.unwrap()
+}
+
+pub fn grpc_request(path: &str) -> http::Request<()> {
+    http::Request::builder()
+        .method("POST")
+        .uri(format!("http://localhost{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("authorization", format!("Bearer {SERVICE_KEY}"))
+        .body(())
+        .unwrap()
+}
+
+/// The gRPC status of a trailers-only answer.
+pub async fn status_of(response: h2::client::ResponseFuture) -> (tonic::Code, String) {
+    let response = tokio::time::timeout(Duration::from_secs(60), response).await.expect("an answer").unwrap();
+    let status = tonic::Status::from_header_map(response.headers()).expect("a trailers-only gRPC answer");
+    (status.code(), status.message().to_owned())
+}

@@ -11,38 +11,11 @@ use token_authority::{authority::Pauses, proto};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 
-use crate::helpers::{Gate, PASSWORD, SERVICE_KEY, TestApp, TestConfig, assert_status, login_on};
+use crate::helpers::{
+    Gate, PASSWORD, SERVICE_KEY, TestApp, TestConfig, assert_status, grpc_request, login_on, raw_http2, status_of,
+};
 
 const VERIFY: &str = "/tokenauthority.v1.TokenAuthority/Verify";
-
-/// An HTTP/2 connection of the test's own (the h2 crate), which sends what
-/// a well-behaved gRPC client never would: bodies that stop mid-message.
-async fn raw_http2(app: &TestApp) -> h2::client::SendRequest<Bytes> {
-    let tcp = tokio::net::TcpStream::connect(app.address).await.unwrap();
-    let (client, connection) = h2::client::handshake(tcp).await.unwrap();
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    client.ready().await.unwrap()
-}
-
-fn grpc_request(path: &str) -> http::Request<()> {
-    http::Request::builder()
-        .method("POST")
-        .uri(format!("http://localhost{path}"))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .header("authorization", format!("Bearer {SERVICE_KEY}"))
-        .body(())
-        .unwrap()
-}
-
-/// The gRPC status of a trailers-only answer.
-async fn status_of(response: h2::client::ResponseFuture) -> (Code, String) {
-    let response = tokio::time::timeout(Duration::from_secs(60), response).await.expect("an answer").unwrap();
-    let status = tonic::Status::from_header_map(response.headers()).expect("a trailers-only gRPC answer");
-    (status.code(), status.message().to_owned())
-}
 
 /// The HTTP/2 frames a client that ignores the server's stream limit
 /// sends: the preface, empty SETTINGS, then `count` HEADERS frames (a
