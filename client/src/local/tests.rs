@@ -66,6 +66,20 @@ fn fixture(configure: impl FnOnce(LocalVerifierBuilder) -> LocalVerifierBuilder)
     Fixture { verifier, key, clock }
 }
 
+/// The revocation of `session` (whose tokens expire in ten minutes) at `cursor`.
+fn revoked(cursor: u64, session: &str) -> proto::RevocationEvent {
+    proto::RevocationEvent {
+        cursor,
+        kind: proto::RevocationEventKind::Revoked.into(),
+        session_id: session.into(),
+        session_expires_at: Some(prost_types::Timestamp {
+            seconds: NOW + 600,
+            nanos: 0,
+        }),
+        ..Default::default()
+    }
+}
+
 fn claims() -> serde_json::Value {
     json!({"iss": "issuer", "aud": "audience", "sub": USER, "sid": SESSION, "jti": TOKEN,
         "iat": NOW, "nbf": NOW, "exp": NOW + 600, "name": "alice", "roles": ["reader"], "gen": 0})
@@ -161,16 +175,7 @@ async fn a_remembered_token_still_expires_and_still_meets_revocations() {
     let fixture = fixture(|builder| builder);
     let token = sign(&fixture.key, &header(), &claims());
     assert_eq!(refusal(&fixture, &token), None);
-    fixture.verifier.apply(&proto::RevocationEvent {
-        cursor: 1,
-        kind: proto::RevocationEventKind::Revoked.into(),
-        session_id: SESSION.into(),
-        session_expires_at: Some(prost_types::Timestamp {
-            seconds: NOW + 600,
-            nanos: 0,
-        }),
-        ..Default::default()
-    });
+    fixture.verifier.apply(&revoked(1, SESSION));
     assert_eq!(refusal(&fixture, &token), Some(Reason::Revoked));
     assert_eq!(fixture.verifier.cursor(), 1);
 
@@ -192,16 +197,7 @@ async fn a_revocation_and_a_key_set_mark_a_change_heartbeats_do_not() {
     });
     assert!(!changes.has_changed().unwrap(), "a heartbeat changes no answer");
 
-    fixture.verifier.apply(&proto::RevocationEvent {
-        cursor: 7,
-        kind: proto::RevocationEventKind::Revoked.into(),
-        session_id: SESSION.into(),
-        session_expires_at: Some(prost_types::Timestamp {
-            seconds: NOW + 600,
-            nanos: 0,
-        }),
-        ..Default::default()
-    });
+    fixture.verifier.apply(&revoked(7, SESSION));
     tokio::time::timeout(Duration::from_secs(5), changes.changed()).await.unwrap().unwrap();
     assert_eq!(*changes.borrow_and_update(), 7);
     assert_eq!(refusal(&fixture, &token), Some(Reason::Revoked), "refused once the change is marked");
@@ -262,15 +258,7 @@ async fn expired_tokens_and_entries_are_forgotten_after_the_leeway() {
     let fixture = fixture(|builder| builder.leeway(Duration::from_secs(5)));
     let token = sign(&fixture.key, &header(), &claims());
     assert_eq!(refusal(&fixture, &token), None);
-    fixture.verifier.apply(&proto::RevocationEvent {
-        kind: proto::RevocationEventKind::Revoked.into(),
-        session_id: "0196f2a4-0000-7000-8000-000000000002".into(),
-        session_expires_at: Some(prost_types::Timestamp {
-            seconds: NOW + 600,
-            nanos: 0,
-        }),
-        ..Default::default()
-    });
+    fixture.verifier.apply(&revoked(0, "0196f2a4-0000-7000-8000-000000000002"));
     fixture.clock.0.store(NOW + 605, Ordering::SeqCst);
     fixture.verifier.forget_expired();
     assert_eq!((fixture.verifier.remembered_tokens(), fixture.verifier.session_entries()), (1, 1));
